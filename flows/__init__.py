@@ -1,0 +1,1 @@
+"""Prefect flows: recipes of tasks, one per stage, and the nightly pipeline that chains them."""

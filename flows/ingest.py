@@ -1,0 +1,18 @@
+from prefect import flow
+
+from tasks.ingest import (
+    IngestParams,
+    IngestReport,
+    ingest_source,
+    publish_ingest_report,
+    resolve_source,
+)
+
+
+@flow(name="ingest_documents", log_prints=True)
+def ingest_documents(params: IngestParams = IngestParams()) -> IngestReport:  # noqa: B008
+    """Read a folder of documents, validate them, keep the good ones and quarantine the rest."""
+    root = resolve_source(params)
+    report = ingest_source(root, params)
+    publish_ingest_report(report)
+    return report

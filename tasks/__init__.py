@@ -1,0 +1,1 @@
+"""The platform's units of work, one module per stage; pure logic lives in `tasks.core`."""

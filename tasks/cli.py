@@ -1,0 +1,36 @@
+"""`llmops`: the platform's command line for what is not a flow run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import textwrap
+
+from tasks.clients.embedder import DEFAULT_MODEL
+
+
+def _search(args: argparse.Namespace) -> None:
+    from tasks.retrieval import search
+
+    for hit in search(args.query, args.top_k, args.model):
+        snippet = textwrap.shorten(hit.text, width=args.width, placeholder=" …")
+        print(f"{hit.rank:>2}. score {hit.score:.3f}  {hit.source}  (doc {hit.doc_id[:12]})")
+        print(textwrap.indent(snippet, "    "))
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser(prog="llmops", description=__doc__)
+    commands = parser.add_subparsers(required=True)
+    p = commands.add_parser("search", help="top-k chunks for a question, with score and source")
+    p.add_argument("query")
+    p.add_argument("-k", "--top-k", type=int, default=5)
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the model the chunks were embedded with")
+    p.add_argument("--width", type=int, default=300, help="characters of each chunk to show")
+    p.set_defaults(run=_search)
+    args = parser.parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

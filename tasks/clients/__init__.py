@@ -1,0 +1,1 @@
+"""Adapters to external systems, each built from `Settings` when asked for, never at import."""

@@ -1,0 +1,100 @@
+"""Feast over Milvus: the one place that builds the feature store and talks to the collection."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+import yaml
+from feast import Entity, FeatureService, FeatureStore, FeatureView
+from feast.data_source import DataSource
+from feast.repo_config import RepoConfig
+
+from tasks.settings import Settings
+
+CHUNK_VIEW = "document_chunks"
+CHUNK_FEATURES = ("text", "doc_id", "source", "chunk_index", "n_tokens", "language")
+_DELETE_BATCH = 1000
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """`feature_store.yaml`, with its paths bound to the state folder and Milvus to settings."""
+    raw: dict[str, Any] = yaml.safe_load((settings.feature_repo / "feature_store.yaml").read_text())
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    raw["registry"]["path"] = f"sqlite:///{settings.feast_dir / 'registry.db'}"
+    online = raw["online_store"]
+    if settings.milvus_uri:
+        online.update(path="", uri=settings.milvus_uri)
+        if settings.milvus_token:
+            online["token"] = settings.milvus_token.get_secret_value()
+    else:
+        online["path"] = str(settings.feast_dir / "online_store.db")
+    config = RepoConfig(**raw)
+    config.repo_path = settings.home  # file sources are relative to the state folder
+    return config
+
+
+def feature_definitions() -> list[Any]:
+    """Every Feast object declared in `feature_repo/definitions.py`."""
+    from feature_repo import definitions
+
+    kinds = (Entity, DataSource, FeatureView, FeatureService)
+    return [v for v in vars(definitions).values() if isinstance(v, kinds)]
+
+
+class ChunkIndex:
+    """The chunk feature view: writes go through Feast, searches through Feast's v2 retrieval."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.store = FeatureStore(config=repo_config(settings))
+
+    def apply(self) -> None:
+        self.store.apply(feature_definitions())
+
+    @cached_property
+    def _online(self) -> Any:
+        return self.store._get_provider().online_store
+
+    @property
+    def _client(self) -> Any:
+        return self._online._connect(self.store.config)
+
+    @cached_property
+    def collection(self) -> str:
+        view = self.store.get_feature_view(CHUNK_VIEW)
+        self._online._get_or_create_collection(self.store.config, view)
+        return f"{self.store.project}_{CHUNK_VIEW}"
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Upsert chunks (columns: chunk_id, vector, the chunk features, event_timestamp)."""
+        self.store.write_to_online_store(CHUNK_VIEW, frame)
+
+    def flush(self) -> None:
+        # Feast does not flush; unflushed rows are searched far more slowly.
+        self._client.flush(self.collection)
+
+    def delete(self, chunk_ids: list[str]) -> None:
+        for i in range(0, len(chunk_ids), _DELETE_BATCH):
+            ids = chunk_ids[i : i + _DELETE_BATCH]
+            self._client.delete(self.collection, filter=f"chunk_id in {ids!r}")
+
+    def count(self) -> int:
+        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def search(self, vector: list[float], top_k: int) -> pd.DataFrame:
+        """Top-k chunks by cosine similarity, best first."""
+        # Milvus searches the vector field only when it is among the requested features.
+        features = [f"{CHUNK_VIEW}:{f}" for f in ("vector", *CHUNK_FEATURES)]
+        response = self.store.retrieve_online_documents_v2(
+            features=features, query=vector, top_k=top_k, distance_metric="COSINE"
+        )
+        frame = response.to_df()
+        # Feast 0.67 returns the entity column in rank order but the feature rows re-ordered
+        # by entity value; ranking the features by score realigns them with the ids.
+        ranked = frame.drop(columns=["chunk_id", "vector"], errors="ignore").sort_values(
+            "distance", ascending=False, kind="stable", ignore_index=True
+        )
+        ranked.insert(0, "chunk_id", frame["chunk_id"].to_numpy())
+        return ranked.rename(columns={"distance": "score"})

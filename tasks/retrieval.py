@@ -1,0 +1,48 @@
+"""Semantic search over the embedded chunks: the query is embedded, Feast asks Milvus."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from tasks.clients.embedder import DEFAULT_MODEL, load_embedder
+from tasks.clients.feature_store import ChunkIndex
+from tasks.settings import Settings, get_settings
+
+
+class Hit(BaseModel):
+    rank: int
+    score: float
+    chunk_id: str
+    doc_id: str
+    source: str
+    chunk_index: int
+    text: str
+
+
+def search(
+    query: str,
+    top_k: int = 5,
+    model: str = DEFAULT_MODEL,
+    settings: Settings | None = None,
+    index: ChunkIndex | None = None,
+) -> list[Hit]:
+    """The `top_k` chunks closest to `query` (cosine), best first, with their provenance."""
+    if not query.strip():
+        raise ValueError("the query is empty")
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    index = index or ChunkIndex(settings or get_settings())
+    vector = load_embedder(model).encode(query, normalize_embeddings=True).tolist()
+    frame = index.search(vector, top_k)
+    return [
+        Hit(
+            rank=i + 1,
+            score=float(r.score),
+            chunk_id=r.chunk_id,
+            doc_id=r.doc_id,
+            source=r.source,
+            chunk_index=int(r.chunk_index),
+            text=r.text,
+        )
+        for i, r in enumerate(frame.itertuples())
+    ]

@@ -1,0 +1,64 @@
+"""Endpoints, paths and secrets: one `Settings`, read from `LLMOPS_*` variables or `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Where the platform keeps its state and which services it talks to.
+
+    With nothing set, everything is embedded and lives under `home`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_", env_file=".env", extra="ignore")
+
+    home: Path = Field(REPO_ROOT / ".llmops", description="Root folder of all local state.")
+    feature_repo: Path = Field(REPO_ROOT / "feature_repo", description="The Feast repository.")
+    milvus_uri: str | None = Field(
+        None, description="Milvus server URI; unset means the Milvus Lite file under `home`."
+    )
+    milvus_token: SecretStr | None = Field(None, description="Milvus token or 'user:password'.")
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.lake_dir / "documents"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.lake_dir / "quarantine"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.lake_dir / "snapshots"
+
+    @property
+    def chunks_dir(self) -> Path:
+        return self.lake_dir / "chunks"
+
+    @property
+    def index_manifest(self) -> Path:
+        """Which chunks the online store holds, and for which document and source."""
+        return self.home / "index" / "chunks.parquet"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.home / "corpus"
+
+
+def get_settings() -> Settings:
+    """Build the settings from the environment now (never at import, so tests can vary them)."""
+    return Settings()
