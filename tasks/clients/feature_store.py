@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import Any
 
@@ -16,6 +17,24 @@ from tasks.settings import Settings
 CHUNK_VIEW = "document_chunks"
 CHUNK_FEATURES = ("text", "doc_id", "source", "chunk_index", "n_tokens", "language")
 _DELETE_BATCH = 1000
+
+
+class _MilvusLiteNoise(logging.Filter):
+    """pymilvus probes AllocTimestamp, which Milvus Lite does not implement; the fallback works."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or not isinstance(record.exc_info[1], NotImplementedError):
+            return True
+        tb = record.exc_info[2]
+        while tb and tb.tb_next:
+            tb = tb.tb_next
+        return not (tb and tb.tb_frame.f_code.co_name == "AllocTimestamp")
+
+
+def _quiet_milvus_lite() -> None:
+    log = logging.getLogger("grpc._server")
+    if not any(isinstance(f, _MilvusLiteNoise) for f in log.filters):
+        log.addFilter(_MilvusLiteNoise())
 
 
 def repo_config(settings: Settings) -> RepoConfig:
@@ -47,6 +66,8 @@ class ChunkIndex:
     """The chunk feature view: writes go through Feast, searches through Feast's v2 retrieval."""
 
     def __init__(self, settings: Settings) -> None:
+        if not settings.milvus_uri:
+            _quiet_milvus_lite()
         self.store = FeatureStore(config=repo_config(settings))
 
     def apply(self) -> None:

@@ -1,0 +1,101 @@
+"""`prefect deploy --all` against a real `prefect server`, as a platform team would run it."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+READ_DEPLOYMENTS = """
+import asyncio, json
+from prefect.client.orchestration import get_client
+
+async def main():
+    async with get_client() as client:
+        out = {}
+        for d in await client.read_deployments():
+            flow = await client.read_flow(d.flow_id)
+            out[f"{flow.name}/{d.name}"] = {
+                "pool": d.work_pool_name,
+                "entrypoint": d.entrypoint,
+                "schedules": [
+                    {"cron": s.schedule.cron, "timezone": s.schedule.timezone, "active": s.active}
+                    for s in d.schedules
+                ],
+                "parameters": sorted(d.parameter_openapi_schema.get("properties", {})),
+            }
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def prefect_server(tmp_path: Path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / "server.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def run(args: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]) -> None:
+    env = prefect_server
+    run([PREFECT, "work-pool", "create", "local-process", "--type", "process"], env)
+    run([PREFECT, "--no-prompt", "deploy", "--all"], env)
+
+    deployments = json.loads(run([sys.executable, "-c", READ_DEPLOYMENTS], env))
+    assert set(deployments) == {
+        "nightly_pipeline/nightly",
+        "ingest_documents/on-demand",
+        "embed_documents/on-demand",
+    }
+    assert all(d["pool"] == "local-process" for d in deployments.values())
+    nightly = deployments["nightly_pipeline/nightly"]
+    assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC", "active": True}]
+    assert nightly["parameters"] == ["params"]  # the pydantic model the UI renders as a form

@@ -1,0 +1,48 @@
+import asyncio
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+from flows.nightly import NightlyParams, nightly_pipeline
+from tasks.embed import EmbedParams
+from tasks.ingest import IngestParams
+from tasks.retrieval import search
+from tasks.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+TOPICS = ["try", "with", "for", "while", "function", "class", "import", "lambda", "if"]
+
+
+async def artifact_keys() -> set[str]:
+    async with get_client() as client:
+        keys = ArtifactFilterKey(any_=["ingest-report", "embed-report"])
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=keys))
+    return {a.key for a in artifacts}
+
+
+def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(prefect_harness, settings: Settings):
+    params = NightlyParams(
+        ingest=IngestParams(demo_topics=TOPICS, demo_modules=["contextlib"]),
+        embed=EmbedParams(chunk_tokens=160),
+    )
+    report = nightly_pipeline(params)
+
+    ingest, embed = report.ingest, report.embed
+    assert ingest.read == len(TOPICS) + 1 and ingest.reconciles
+    assert embed.snapshot_id == ingest.snapshot_id
+    assert embed.documents == ingest.accepted and embed.chunks_embedded == embed.collection_rows
+    assert asyncio.run(artifact_keys()) == {"ingest-report", "embed-report"}
+
+    hits = search("how do I define a decorator", top_k=3, settings=settings)
+    assert all("decorat" in h.text for h in hits)
+    assert any(h.source == "topics/function.txt" for h in hits)  # where decorators are defined
+    hits = search("Which statement catches exceptions?", top_k=1, settings=settings)
+    assert hits[0].source == "topics/try.txt" and "except" in hits[0].text
+    hits = search("What does the with statement do?", top_k=3, settings=settings)
+    assert {"topics/with.txt", "modules/contextlib.html"} & {h.source for h in hits}
+
+    again = nightly_pipeline(params)  # nothing new: nothing embedded, nothing removed
+    assert (again.ingest.new_documents, again.embed.chunks_embedded) == (0, 0)
+    assert again.embed.collection_rows == embed.collection_rows

@@ -1,0 +1,35 @@
+from tasks.core.documents import prepare_batch, quarantine_row
+from tasks.sources import RawRecord
+
+
+def test_prepare_batch_normalises_ids_and_marks_later_copies() -> None:
+    seen: dict[str, str] = {}
+    batch = prepare_batch(
+        [
+            RawRecord("a.txt", "a", "Hello   world, this is text."),
+            RawRecord("b.txt", "b", "Hello world, this is text.\n"),  # same after normalising
+            RawRecord("c.bin", problem="binary file (NUL bytes)"),
+            RawRecord("d.parquet#R1", "d", None),
+        ],
+        seen,
+        run_id="r1",
+    )
+    a, b, d = batch.rows
+    assert a["doc_id"] == b["doc_id"] and a["duplicate_of"] is None
+    assert b["duplicate_of"] == "a.txt"
+    assert a["text"] == "Hello world, this is text." and a["language"] == "en"
+    assert d["text"] is None and d["doc_id"] is None
+    [q] = batch.quarantined
+    assert q["source"] == "c.bin" and q["reasons"] == ["binary file (NUL bytes)"]
+    # A later batch of the same run still sees the first copy.
+    later = prepare_batch([RawRecord("e.md", "e", "Hello world, this is text.")], seen, "r1")
+    assert later.rows[0]["duplicate_of"] == "a.txt"
+
+
+def test_quarantine_ids_are_stable_across_runs() -> None:
+    first = quarantine_row("run-1", "x.txt", ["empty"], "")
+    second = quarantine_row("run-2", "x.txt", ["empty"], "")
+    assert first["quarantine_id"] == second["quarantine_id"]
+    assert (
+        first["quarantine_id"] != quarantine_row("run-1", "y.txt", ["empty"], "")["quarantine_id"]
+    )
