@@ -35,7 +35,15 @@ def fresh_home(prefix: str) -> Iterator[Settings]:
     with tempfile.TemporaryDirectory(prefix=f"llmops-{prefix}-") as tmp:
         home = Path(tmp) / "home"
         os.environ["LLMOPS_HOME"] = str(home)
-        yield Settings(home=home)
+        settings = Settings(home=home)
+        try:
+            yield settings
+        finally:
+            # Milvus Lite runs in-process and writes its files when closed (at exit at the
+            # latest), which would re-create the folder after its removal: close it first.
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(str(settings.feast_dir / "online_store.db"))
 
 
 def write_demo_corpus(settings: Settings, quick: bool) -> Path:
@@ -87,6 +95,7 @@ def machine() -> dict[str, Any]:
         "cores_usable": len(os.sched_getaffinity(0)),
         "torch_threads": torch.get_num_threads(),
         "ram_gb": round(mem_kb / 1024**2, 1),
+        "load_avg_1m_at_start": os.getloadavg()[0],
         "python": platform.python_version(),
         "torch": torch.__version__,
         "sentence_transformers": sentence_transformers.__version__,
@@ -98,7 +107,9 @@ def machine() -> dict[str, Any]:
 def print_machine(info: dict[str, Any]) -> None:
     print(
         f"machine: {info['cpu']}, {info['cores']} cores ({info['cores_usable']} usable, "
-        f"torch threads {info['torch_threads']}), {info['ram_gb']} GB RAM"
+        f"torch threads {info['torch_threads']}), {info['ram_gb']} GB RAM, "
+        f"load average {info['load_avg_1m_at_start']:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} now (other work on the machine skews timings)"
     )
     print(
         f"versions: python {info['python']}, torch {info['torch']}, "

@@ -16,6 +16,8 @@ class Hit(BaseModel):
     doc_id: str
     source: str
     chunk_index: int
+    n_tokens: int
+    language: str
     text: str
 
 
@@ -33,16 +35,4 @@ def search(
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     index = index or ChunkIndex(settings or get_settings())
     vector = load_embedder(model).encode(query, normalize_embeddings=True).tolist()
-    frame = index.search(vector, top_k)
-    return [
-        Hit(
-            rank=i + 1,
-            score=float(r.score),
-            chunk_id=r.chunk_id,
-            doc_id=r.doc_id,
-            source=r.source,
-            chunk_index=int(r.chunk_index),
-            text=r.text,
-        )
-        for i, r in enumerate(frame.itertuples())
-    ]
+    return [Hit(rank=i, **row) for i, row in enumerate(index.search(vector, top_k), start=1)]

@@ -33,6 +33,7 @@ async def main():
                     for s in d.schedules
                 ],
                 "parameters": sorted(d.parameter_openapi_schema.get("properties", {})),
+                "pull_steps": d.pull_steps,
             }
     print(json.dumps(out))
 
@@ -99,3 +100,5 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
     nightly = deployments["nightly_pipeline/nightly"]
     assert nightly["schedules"] == [{"cron": "0 2 * * *", "timezone": "UTC", "active": True}]
     assert nightly["parameters"] == ["params"]  # the pydantic model the UI renders as a form
+    [step] = nightly["pull_steps"]  # workers run the flows from this checkout
+    assert step["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO)
