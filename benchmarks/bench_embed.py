@@ -52,8 +52,10 @@ def cut_chunks(
     return pd.concat(frames, ignore_index=True)
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, documents_per_batch: int | None = None) -> dict[str, Any]:
     params = EmbedParams()
+    if documents_per_batch:
+        params = params.model_copy(update={"documents_per_batch": documents_per_batch})
     with _common.fresh_home("bench-embed") as settings:
         root = _common.write_demo_corpus(settings, quick)
         ingest = ingest_folder(root, IngestParams(), settings)
@@ -104,10 +106,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 topics, no modules")
     parser.add_argument("--json", metavar="PATH", help="also write the results here as JSON")
+    parser.add_argument(
+        "--documents-per-batch", type=int, help="EmbedParams.documents_per_batch (default: its)"
+    )
     args = parser.parse_args()
 
     info = _common.machine()
-    r = run(args.quick)
+    r = run(args.quick, args.documents_per_batch)
     print()
     _common.print_machine(info)
     print(

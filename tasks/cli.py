@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--width", type=int, default=300, help="characters of each chunk to show")
     p.set_defaults(run=_search)
     args = parser.parse_args(argv)
-    args.run(args)
+    try:
+        args.run(args)
+    except (LookupError, ValueError) as e:
+        parser.exit(1, f"llmops: {e}\n")
 
 
 if __name__ == "__main__":

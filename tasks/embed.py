@@ -29,7 +29,7 @@ class EmbedParams(BaseModel):
     chunk_tokens: int = Field(200, ge=1, description="Tokens per chunk (model tokenizer).")
     overlap_tokens: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
     encode_batch_size: int = Field(64, ge=1, description="Chunks per forward pass.")
-    documents_per_batch: int = Field(32, ge=1, description="Documents streamed at a time.")
+    documents_per_batch: int = Field(128, ge=1, description="Documents streamed at a time.")
     full_sync: bool = Field(
         True, description="Remove chunks of documents that left the synced source folders."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from feast.errors import FeatureViewNotFoundException
 from pydantic import BaseModel
 
 from tasks.clients.embedder import DEFAULT_MODEL, load_embedder
@@ -35,4 +36,10 @@ def search(
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     index = index or ChunkIndex(settings or get_settings())
     vector = load_embedder(model).encode(query, normalize_embeddings=True).tolist()
-    return [Hit(rank=i, **row) for i, row in enumerate(index.search(vector, top_k), start=1)]
+    try:
+        rows = index.search(vector, top_k)
+    except FeatureViewNotFoundException:
+        raise LookupError(
+            "nothing is indexed yet: run the nightly pipeline (`make nightly`)"
+        ) from None
+    return [Hit(rank=i, **row) for i, row in enumerate(rows, start=1)]

@@ -84,3 +84,10 @@ def test_chunks_beyond_the_model_limit_are_refused(
             index,
             embedder,
         )
+
+
+def test_searching_before_anything_is_indexed_says_what_to_do(settings: Settings) -> None:
+    with pytest.raises(LookupError, match="run the nightly pipeline"):
+        search("anything", settings=settings)
+    with pytest.raises(ValueError, match="empty"):
+        search("   ", settings=settings)
