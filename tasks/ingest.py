@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from tasks import lake
-from tasks.core.documents import Batch, prepare_batch, quarantine_row
+from tasks.core.documents import Batch, prepare_batch, quarantine_row, reason_kind
 from tasks.core.iterables import batched
 from tasks.demo_corpus import write_python_docs
 from tasks.quality import DocumentValidator
@@ -88,7 +88,7 @@ def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> Inges
         read += len(chunk)
         accepted += len(good)
         quarantined += len(batch.quarantined)
-        reasons.update(r.split(":")[0] for q in batch.quarantined for r in q["reasons"])
+        reasons.update(reason_kind(r) for q in batch.quarantined for r in q["reasons"])
         for q in batch.quarantined:
             q["source_root"] = source_root
         lake.append_quarantine(
@@ -149,6 +149,9 @@ def publish_ingest_report(report: IngestReport) -> None:
         f"| {report.read} | {report.accepted} | {report.quarantined} | {report.new_documents} "
         f"| {report.seconds} | {report.read / max(report.seconds, 1e-9):.1f} |\n\n"
         f"read = accepted + quarantined: **{report.reconciles}**\n\n"
-        "## Quarantine (first 50 of this run)\n\n| source | reasons |\n|---|---|\n" + rows
+        "## Quarantine reasons\n\n| reason | rows |\n|---|---:|\n"
+        + "".join(f"| {k} | {n} |\n" for k, n in sorted(report.reasons.items()))
+        + "\n## Quarantined rows (first 50 of this run)\n\n| source | reasons |\n|---|---|\n"
+        + rows
     )
     create_markdown_artifact(markdown, key="ingest-report", description="Ingest counts")

@@ -30,7 +30,7 @@ class RawRecord:
 
 def _decode(data: bytes) -> tuple[str | None, str | None]:
     if looks_binary(data[:8192]):
-        return None, "binary file (NUL bytes)"
+        return None, "binary file: NUL bytes in the first 8 KiB"
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as e:
@@ -40,7 +40,9 @@ def _decode(data: bytes) -> tuple[str | None, str | None]:
 def _read_single(path: Path, source: str, max_file_bytes: int) -> RawRecord:
     size = path.stat().st_size
     if size > max_file_bytes:
-        return RawRecord(source, problem=f"file is {size} bytes, over the {max_file_bytes} limit")
+        return RawRecord(
+            source, problem=f"too large: file is {size} bytes, over the {max_file_bytes} limit"
+        )
     text, problem = _decode(path.read_bytes())
     if text is None:
         return RawRecord(source, problem=problem)
@@ -67,7 +69,7 @@ def _read_jsonl(path: Path, source: str, text_field: str) -> Iterator[RawRecord]
                 continue
             text = obj.get(text_field) if isinstance(obj, dict) else None
             if not isinstance(text, str):
-                yield RawRecord(where, problem=f"no string field '{text_field}'")
+                yield RawRecord(where, problem=f"missing text: no string field '{text_field}'")
                 continue
             yield RawRecord(where, str(obj.get("title") or path.stem), text)
 
@@ -77,7 +79,7 @@ def _read_parquet(path: Path, source: str, text_field: str, batch_rows: int) -> 
     try:
         pf = pq.ParquetFile(path)
         if text_field not in pf.schema_arrow.names:
-            yield RawRecord(source, problem=f"parquet file has no '{text_field}' column")
+            yield RawRecord(source, problem=f"missing text: no '{text_field}' column")
             return
         columns = [c for c in (text_field, "title") if c in pf.schema_arrow.names]
         for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
@@ -87,7 +89,7 @@ def _read_parquet(path: Path, source: str, text_field: str, batch_rows: int) -> 
                 row += 1
                 yield RawRecord(f"{source}#R{row}", str(title or path.stem), text)
     except Exception as e:  # pyarrow raises several types for damaged files
-        yield RawRecord(source, problem=f"unreadable parquet after {row} rows: {e}")
+        yield RawRecord(source, problem=f"unreadable parquet: after {row} rows: {e}")
 
 
 def iter_records(
@@ -107,6 +109,6 @@ def iter_records(
             elif suffix in SUPPORTED:
                 yield _read_single(path, source, max_file_bytes)
             else:
-                yield RawRecord(source, problem=f"unsupported file type '{suffix or path.name}'")
+                yield RawRecord(source, problem=f"unsupported file type: '{suffix or path.name}'")
         except OSError as e:
             yield RawRecord(source, problem=f"unreadable file: {e.strerror or e}")

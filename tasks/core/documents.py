@@ -41,6 +41,11 @@ def quarantine_row(run_id: str, source: str, reasons: list[str], text: str | Non
     }
 
 
+def reason_kind(reason: str) -> str:
+    """What a reason counts as: the whole rule for an expectation, else the read problem's kind."""
+    return reason if reason.startswith("expect_") else reason.split(":")[0]
+
+
 def prepare_batch(records: Iterable[Record], seen: dict[str, str], run_id: str) -> Batch:
     """Normalise each readable record and give it its content id.
 

@@ -9,12 +9,23 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-FEATURE_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_feast_apply_works_in_the_feature_repo(tmp_path: Path) -> None:
-    repo = tmp_path / "checkout" / "feature_repo"
-    shutil.copytree(FEATURE_REPO, repo, ignore=shutil.ignore_patterns("__pycache__"))
+def fresh_checkout(dest: Path) -> Path:
+    """The committed files of feature_repo/ and of the state folder, as a fresh clone has them."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "feature_repo", ".llmops"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert "feature_repo/feature_store.yaml" in tracked
+    for name in tracked:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, dest / name)
+    return dest / "feature_repo"
+
+
+def test_feast_apply_works_in_the_feature_repo_of_a_fresh_clone(tmp_path: Path) -> None:
+    repo = fresh_checkout(tmp_path / "checkout")
     feast = str(Path(sys.executable).with_name("feast"))
 
     applied = subprocess.run([feast, "apply"], cwd=repo, capture_output=True, text=True)

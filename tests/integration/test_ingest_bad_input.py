@@ -69,7 +69,7 @@ def test_messy_folder_completes_and_every_file_is_accounted_for(
     assert "duplicate" in reasons["good_copy.txt"]
     assert "length outside 10..2000000" in reasons["empty.txt"]
     assert "binary file" in reasons["image.txt"]
-    assert "unsupported file type '.png'" in reasons["photo.png"]
+    assert "unsupported file type: '.png'" in reasons["photo.png"]
     assert "not valid UTF-8" in reasons["latin1.txt"]
     assert "over the 10000 limit" in reasons["huge.txt"]
     assert "invalid JSON" in reasons["notes.jsonl#L3"]

@@ -1,4 +1,4 @@
-from tasks.core.documents import prepare_batch, quarantine_row
+from tasks.core.documents import prepare_batch, quarantine_row, reason_kind
 from tasks.sources import RawRecord
 
 
@@ -8,7 +8,7 @@ def test_prepare_batch_normalises_ids_and_marks_later_copies() -> None:
         [
             RawRecord("a.txt", "a", "Hello   world, this is text."),
             RawRecord("b.txt", "b", "Hello world, this is text.\n"),  # same after normalising
-            RawRecord("c.bin", problem="binary file (NUL bytes)"),
+            RawRecord("c.bin", problem="binary file: NUL bytes in the first 8 KiB"),
             RawRecord("d.parquet#R1", "d", None),
         ],
         seen,
@@ -20,7 +20,7 @@ def test_prepare_batch_normalises_ids_and_marks_later_copies() -> None:
     assert a["text"] == "Hello world, this is text." and a["language"] == "en"
     assert d["text"] is None and d["doc_id"] is None
     [q] = batch.quarantined
-    assert q["source"] == "c.bin" and q["reasons"] == ["binary file (NUL bytes)"]
+    assert q["source"] == "c.bin" and q["reasons"] == ["binary file: NUL bytes in the first 8 KiB"]
     # A later batch of the same run still sees the first copy.
     later = prepare_batch([RawRecord("e.md", "e", "Hello world, this is text.")], seen, "r1")
     assert later.rows[0]["duplicate_of"] == "a.txt"
@@ -33,3 +33,10 @@ def test_quarantine_ids_are_stable_across_runs() -> None:
     assert (
         first["quarantine_id"] != quarantine_row("run-1", "y.txt", ["empty"], "")["quarantine_id"]
     )
+
+
+def test_reasons_count_by_rule_or_by_kind_of_read_problem() -> None:
+    rule = "expect_column_values_to_be_null: duplicate document id (same content)"
+    assert reason_kind(rule) == rule
+    assert reason_kind("too large: file is 25000 bytes, over the 10000 limit") == "too large"
+    assert reason_kind("unreadable parquet: after 0 rows: bad footer") == "unreadable parquet"
