@@ -1,11 +1,11 @@
 from prefect import flow
 
-from tasks.embed import EmbedParams, EmbedReport, embed_documents_task, publish_embed_report
+from tasks.embed import EmbedParams, EmbedReport, index_snapshot, publish_embed_report
 
 
 @flow(name="embed_documents", log_prints=True)
 def embed_documents(params: EmbedParams = EmbedParams()) -> EmbedReport:  # noqa: B008
     """Chunk an ingest snapshot by tokens, embed what is new and sync it into Milvus via Feast."""
-    report = embed_documents_task(params)
+    report = index_snapshot(params)
     publish_embed_report(report)
     return report

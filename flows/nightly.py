@@ -5,6 +5,7 @@ from flows.embed import embed_documents
 from flows.ingest import ingest_documents
 from tasks.embed import EmbedParams, EmbedReport
 from tasks.ingest import IngestParams, IngestReport
+from tasks.report import publish_pipeline_summary
 
 
 class NightlyParams(BaseModel):
@@ -15,24 +16,18 @@ class NightlyParams(BaseModel):
 class NightlyReport(BaseModel):
     ingest: IngestReport
     embed: EmbedReport
+    summary: str
 
 
 @flow(name="nightly_pipeline", log_prints=True)
 def nightly_pipeline(params: NightlyParams = NightlyParams()) -> NightlyReport:  # noqa: B008
     """The whole pipeline, stage after stage: ingest → embed."""
     ingested = ingest_documents(params.ingest)
-    embedded = embed_documents(
-        params.embed.model_copy(update={"snapshot_id": ingested.snapshot_id})
-    )
-    return NightlyReport(ingest=ingested, embed=embedded)
+    snapshot = {"snapshot_id": ingested.snapshot_id}
+    embedded = embed_documents(params.embed.model_copy(update=snapshot))
+    summary = publish_pipeline_summary(ingested, embedded)
+    return NightlyReport(ingest=ingested, embed=embedded, summary=summary)
 
 
 if __name__ == "__main__":
-    report = nightly_pipeline()
-    i, e = report.ingest, report.embed
-    print(
-        f"\nnightly_pipeline: read {i.read} = accepted {i.accepted} + quarantined {i.quarantined}"
-        f" ({i.new_documents} new); embedded {e.chunks_embedded} chunks"
-        f" ({e.chunks_per_second:.1f}/s), skipped {e.chunks_skipped}, deleted {e.chunks_deleted};"
-        f" {e.collection_rows} chunks searchable in Milvus (snapshot {e.snapshot_id})"
-    )
+    print(f"\nnightly_pipeline: {nightly_pipeline().summary}")

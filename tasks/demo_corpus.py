@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 import pydoc
+import re
 import shutil
 from pathlib import Path
 from pydoc_data.topics import topics as PYDOC_TOPICS
+
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 
 DEFAULT_MODULES = [
     "functools",
@@ -55,5 +58,8 @@ def write_python_docs(
     for name in mods:
         module = importlib.import_module(name)
         page = pydoc.html.page(pydoc.describe(module), pydoc.html.document(module, name))
+        # Default values render as `<object object at 0x7f…>`: drop the addresses, or every run
+        # would produce "changed" documents and re-embed them.
+        page = _ADDRESS.sub("", page)
         (dest / "modules" / f"{name}.html").write_text(page, encoding="utf-8")
     return dest

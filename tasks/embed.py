@@ -156,7 +156,7 @@ def _language_row(t: LanguageTokens) -> dict:
 
 
 @task
-def embed_documents_task(params: EmbedParams) -> EmbedReport:
+def index_snapshot(params: EmbedParams) -> EmbedReport:
     settings = get_settings()
     index = ChunkIndex(settings)
     index.apply()

@@ -17,7 +17,7 @@ TOPICS = ["try", "with", "for", "while", "function", "class", "import", "lambda"
 
 async def artifact_keys() -> set[str]:
     async with get_client() as client:
-        keys = ArtifactFilterKey(any_=["ingest-report", "embed-report"])
+        keys = ArtifactFilterKey(any_=["ingest-report", "embed-report", "nightly-summary"])
         artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=keys))
     return {a.key for a in artifacts}
 
@@ -33,7 +33,8 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(prefect_harness, setting
     assert ingest.read == len(TOPICS) + 1 and ingest.reconciles
     assert embed.snapshot_id == ingest.snapshot_id
     assert embed.documents == ingest.accepted and embed.chunks_embedded == embed.collection_rows
-    assert asyncio.run(artifact_keys()) == {"ingest-report", "embed-report"}
+    assert asyncio.run(artifact_keys()) == {"ingest-report", "embed-report", "nightly-summary"}
+    assert f"quarantined {ingest.quarantined}" in report.summary
 
     hits = search("how do I define a decorator", top_k=3, settings=settings)
     assert all("decorat" in h.text for h in hits)
