@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import pydoc
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from pydoc_data.topics import topics as PYDOC_TOPICS
 
+# Default values render as `<object object at 0x7f…>`; addresses differ on every run.
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 
 DEFAULT_MODULES = [
@@ -54,12 +55,21 @@ def write_python_docs(
         (dest / "topics" / f"{name}.txt").write_text(PYDOC_TOPICS[name], encoding="utf-8")
     mods = DEFAULT_MODULES if modules is None else modules
     if mods:
-        (dest / "modules").mkdir()
-    for name in mods:
-        module = importlib.import_module(name)
-        page = pydoc.html.page(pydoc.describe(module), pydoc.html.document(module, name))
-        # Default values render as `<object object at 0x7f…>`: drop the addresses, or every run
-        # would produce "changed" documents and re-embed them.
-        page = _ADDRESS.sub("", page)
-        (dest / "modules" / f"{name}.html").write_text(page, encoding="utf-8")
+        _write_module_docs(dest / "modules", mods)
     return dest
+
+
+def _write_module_docs(dest: Path, modules: list[str]) -> None:
+    """`pydoc -w` in a fresh interpreter: pydoc renders default values from live objects (the
+    logging handlers of this process, say), so in-process pages would differ from run to run."""
+    dest.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "pydoc", "-w", *modules], cwd=dest, capture_output=True, text=True
+    )
+    missing = [m for m in modules if not (dest / f"{m}.html").exists()]
+    if missing:
+        raise ValueError(f"no documentation found for modules: {missing}")
+    if done.returncode:
+        raise RuntimeError(f"pydoc -w failed: {done.stdout}{done.stderr}")
+    for page in dest.glob("*.html"):
+        page.write_text(_ADDRESS.sub("", page.read_text(encoding="utf-8")), encoding="utf-8")
