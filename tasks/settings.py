@@ -24,6 +24,16 @@ class Settings(BaseSettings):
         None, description="Milvus server URI; unset means the Milvus Lite file under `home`."
     )
     milvus_token: SecretStr | None = Field(None, description="Milvus token or 'user:password'.")
+    ray_address: str | None = Field(
+        None, description="Ray cluster address (ray://host:10001 or auto); unset = local Ray."
+    )
+    ray_storage: str | None = Field(
+        None, description="Checkpoint storage shared by Ray workers; unset = `home`/ray."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking server; unset = a SQLite file under `home`."
+    )
+    allow_pickle: bool = Field(False, description="Load pickle-format model files (unsafe).")
 
     @property
     def lake_dir(self) -> Path:
@@ -57,6 +67,22 @@ class Settings(BaseSettings):
     @property
     def corpus_dir(self) -> Path:
         return self.home / "corpus"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.home / "mlartifacts").as_uri()
+
+    @property
+    def checkpoint_storage(self) -> str:
+        return self.ray_storage or str(self.home / "ray")
 
 
 def get_settings() -> Settings:

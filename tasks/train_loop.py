@@ -1,0 +1,166 @@
+"""The training step, the Ray Train worker loop, and checkpoints in safetensors.
+
+Made-With-ML's shape: a plain step, a loop each worker runs, and (in `tasks.train`) a driver
+that builds the `TorchTrainer`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tasks.manifest import verify_manifest
+
+
+def load_model(base_path: str, method: str, lora: dict[str, Any] | None) -> torch.nn.Module:
+    """The base model (manifest-verified when it has one), wrapped with LoRA for `method=lora`."""
+    from transformers import AutoModelForCausalLM
+
+    if (Path(base_path) / "manifest.sha256.json").exists():
+        verify_manifest(Path(base_path))
+    model = AutoModelForCausalLM.from_pretrained(base_path, use_safetensors=True)
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **(lora or {})))
+    return model
+
+
+def trainable_fraction(model: torch.nn.Module) -> tuple[int, int]:
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def train_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, amp: bool
+) -> float:
+    model.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        loss = model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def perplexity(model: torch.nn.Module, rows: torch.Tensor, batch_size: int = 16) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(rows), batch_size):
+        batch = rows[i : i + batch_size]
+        total += float(model(input_ids=batch, labels=batch).loss) * len(batch)
+        count += len(batch)
+    return math.exp(total / count)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int
+) -> None:
+    """Trained weights and Adam state as safetensors (no pickle), the step as JSON."""
+    core = _unwrap(model)
+    save_file(
+        {n: p.detach().contiguous() for n, p in core.named_parameters() if p.requires_grad},
+        folder / "trainable.safetensors",
+    )
+    state = optimizer.state_dict()
+    tensors = {f"{i}.{k}": v.contiguous() for i, s in state["state"].items() for k, v in s.items()}
+    save_file(tensors, folder / "optimizer.safetensors")
+    (folder / "trainer_state.json").write_text(
+        json.dumps({"step": step, "param_groups": state["param_groups"]})
+    )
+
+
+def load_trainable(folder: Path, model: torch.nn.Module) -> None:
+    """The trained weights of a checkpoint into a model built like the one that made it."""
+    result = _unwrap(model).load_state_dict(
+        load_file(folder / "trainable.safetensors"), strict=False
+    )
+    if result.unexpected_keys:
+        raise ValueError(f"checkpoint weights do not fit the model: {result.unexpected_keys[:3]}")
+
+
+def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Weights and optimizer state; returns the step to continue from."""
+    load_trainable(folder, model)
+    meta = json.loads((folder / "trainer_state.json").read_text())
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(folder / "optimizer.safetensors").items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return int(meta["step"])
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """What every Ray Train worker runs: resume if a checkpoint exists, step, report."""
+    import ray.train
+    import ray.train.torch
+
+    torch.manual_seed(config["seed"])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    model = ray.train.torch.prepare_model(
+        load_model(config["base_path"], config["method"], config.get("lora"))
+    )
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config["learning_rate"]
+    )
+    step, resumed_from = 0, 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            step = resumed_from = load_checkpoint(Path(folder), model, optimizer)
+    tracker = _Tracker(config) if rank == 0 else None
+    shard = ray.train.get_dataset_shard("train")
+    amp = config["use_gpu"] and config["precision"] == "bf16"
+    tokens, started = 0, time.perf_counter()
+    while step < config["max_steps"]:
+        for batch in shard.iter_torch_batches(batch_size=config["batch_size"], dtypes=torch.long):
+            ids = batch["data"].to(ray.train.torch.get_device())
+            loss = train_step(model, optimizer, ids, amp)
+            step += 1
+            tokens += ids.numel()
+            metrics = {
+                "step": step,
+                "loss": loss,
+                "tokens_per_s": tokens / (time.perf_counter() - started),
+                "resumed_from": resumed_from,
+                "world_size": context.get_world_size(),
+            }
+            if tracker:
+                tracker.log(metrics)
+            if step % config["checkpoint_every"] == 0 or step == config["max_steps"]:
+                with tempfile.TemporaryDirectory() as tmp:
+                    if rank == 0:
+                        save_checkpoint(Path(tmp), model, optimizer, step)
+                    checkpoint = ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None
+                    ray.train.report(metrics, checkpoint=checkpoint)
+            if step >= config["max_steps"]:
+                break
+
+
+class _Tracker:
+    """Rank 0 logs each step to the MLflow run the driver opened."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        import mlflow
+
+        self._client = mlflow.MlflowClient(config["tracking_uri"])
+        self._run_id = config["run_id"]
+
+    def log(self, metrics: dict[str, float]) -> None:
+        step = int(metrics["step"])
+        for key in ("loss", "tokens_per_s"):
+            self._client.log_metric(self._run_id, key, metrics[key], step=step)

@@ -1,0 +1,153 @@
+"""Before fine-tuning: parameters, the data split and packing, and every check that refuses a
+run that cannot work, before a worker starts."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from tasks import lake
+from tasks.base_model import SCRATCH, ScratchSpec, resolve_base_model
+from tasks.core.memory import GIB, MemoryEstimate, ModelShape, check_fits
+from tasks.core.sequences import is_held_out, pack
+from tasks.settings import REPO_ROOT, Settings
+
+
+class LoraParams(BaseModel):
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling (alpha).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"], description="Modules that get adapters."
+    )
+
+
+class FinetuneParams(BaseModel):
+    """What to train, how, and on which data snapshot."""
+
+    base_model: str = Field(
+        SCRATCH, description="Local path or hub id; 'scratch' builds a small Llama from config."
+    )
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or all weights.")
+    lora: LoraParams = Field(default_factory=LoraParams)
+    max_steps: int = Field(60, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(8, ge=1, description="Sequences per worker per step.")
+    learning_rate: float = Field(3e-3, gt=0)
+    seq_len: int = Field(128, ge=2, description="Tokens per training sequence.")
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel).")
+    cpus_per_worker: float = Field(1, gt=0)
+    use_gpu: bool = Field(False, description="One GPU per worker, bf16 autocast.")
+    checkpoint_every: int = Field(20, ge=1, description="Steps between checkpoints.")
+    max_failures: int = Field(2, ge=0, description="Worker failures survived by resuming.")
+    eval_fraction: float = Field(0.1, gt=0, lt=1, description="Documents held out for eval.")
+    snapshot_id: str | None = Field(None, description="Ingest snapshot; empty = the latest.")
+    memory_budget_gib: float | None = Field(
+        None, description="Memory per worker; empty = this machine's available memory."
+    )
+    seed: int = 0
+
+
+@dataclass
+class TrainingData:
+    snapshot_id: str
+    train: np.ndarray
+    eval: np.ndarray
+    train_docs: int
+    eval_docs: int
+
+
+@dataclass
+class Plan:
+    """Everything checked before a worker starts."""
+
+    base_path: Path
+    data: TrainingData
+    shape: ModelShape
+    memory: MemoryEstimate
+
+
+def _snapshot_texts(settings: Settings, snapshot_id: str) -> pd.DataFrame:
+    members = lake.read_snapshot(settings.snapshots_dir, snapshot_id)
+    frames = list(lake.iter_documents(settings.documents_dir, set(members["doc_id"])))
+    if not frames:
+        raise ValueError(
+            f"snapshot {snapshot_id} has no documents to train on: ingest some documents first"
+        )
+    return pd.concat(frames, ignore_index=True)[["doc_id", "text"]]
+
+
+def model_shape(base_path: Path, params: FinetuneParams) -> ModelShape:
+    from transformers import AutoConfig
+
+    from tasks.train_loop import load_model, trainable_fraction
+
+    config = AutoConfig.from_pretrained(base_path)
+    model = load_model(str(base_path), params.method, params.lora.model_dump())
+    trainable, total = trainable_fraction(model)
+    return ModelShape(
+        parameters=total,
+        trainable=trainable,
+        layers=config.num_hidden_layers,
+        hidden=config.hidden_size,
+        vocab=config.vocab_size,
+    )
+
+
+def prepare(params: FinetuneParams, settings: Settings) -> Plan:
+    """Refuse what cannot work, with what to change, before any training starts."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    snapshot_id = params.snapshot_id or lake.latest_snapshot(settings.snapshots_dir)
+    docs = _snapshot_texts(settings, snapshot_id)
+    held_out = docs["doc_id"].map(lambda d: is_held_out(d, params.eval_fraction))
+    if held_out.all() or not held_out.any():
+        held_out = pd.Series(np.arange(len(docs)) % 10 == 9)  # too few documents to hash-split
+    train_docs, eval_docs = docs[~held_out], docs[held_out]
+    if train_docs.empty:
+        raise ValueError(f"snapshot {snapshot_id} has no training documents")
+    base_path = resolve_base_model(
+        params.base_model, settings.models_dir, snapshot_id, train_docs["text"], ScratchSpec()
+    )
+    max_len = AutoConfig.from_pretrained(base_path).max_position_embeddings
+    if params.seq_len > max_len:
+        raise ValueError(f"seq_len {params.seq_len} exceeds the model's maximum of {max_len}")
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+
+    def rows(frame: pd.DataFrame) -> np.ndarray:
+        ids = tokenizer(frame["text"].tolist(), add_special_tokens=False)["input_ids"]
+        return pack(ids, params.seq_len, tokenizer.eos_token_id)
+
+    data = TrainingData(
+        snapshot_id, rows(train_docs), rows(eval_docs), len(train_docs), len(eval_docs)
+    )
+    needed = params.batch_size * params.num_workers
+    if len(data.train) < needed:
+        raise ValueError(
+            f"{len(data.train)} training sequences of {params.seq_len} tokens is less than one "
+            f"step of {params.num_workers} worker(s) x batch {params.batch_size}: lower "
+            "batch_size or seq_len, or ingest more documents"
+        )
+    shape = model_shape(base_path, params)
+    budget = (params.memory_budget_gib or _available_gib() / params.num_workers) * GIB
+    precision = "bf16" if params.use_gpu else "fp32"
+    memory = check_fits(shape, precision, params.batch_size, params.seq_len, int(budget))
+    return Plan(base_path, data, shape, memory)
+
+
+def _available_gib() -> float:
+    import psutil
+
+    return psutil.virtual_memory().available / GIB
+
+
+def git_commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    return done.stdout.strip() if done.returncode == 0 else "unknown"

@@ -1,0 +1,43 @@
+from pathlib import Path
+
+import pytest
+
+from tasks.ingest import IngestParams, ingest_folder
+from tasks.settings import Settings
+from tasks.train import check_workers
+from tasks.train_prepare import FinetuneParams, prepare
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"base_model": "/no/such/model"}, FileNotFoundError, "does not exist"),
+        ({"base_model": "someorg/some-llm"}, ValueError, "not in the local Hugging Face cache"),
+        ({"seq_len": 1024}, ValueError, "exceeds the model's maximum of 512"),
+        ({"batch_size": 4096}, ValueError, "less than one step"),
+        ({"memory_budget_gib": 0.05}, MemoryError, "batch_size=3 fits"),
+        ({"memory_budget_gib": 0.00001}, MemoryError, "no batch size fits"),
+    ],
+    ids=["missing-path", "hub-offline", "seq-len", "tiny-data", "memory", "no-memory"],
+)
+def test_runs_that_cannot_work_are_refused_before_training(
+    training_snapshot: str, settings: Settings, change: dict, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        prepare(FinetuneParams(snapshot_id=training_snapshot, **change), settings)
+
+
+def test_an_empty_snapshot_is_refused(tmp_path: Path, settings: Settings) -> None:
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "empty.txt").write_text("")
+    snapshot = ingest_folder(root, IngestParams(), settings).snapshot_id
+    with pytest.raises(ValueError, match="no documents to train on"):
+        prepare(FinetuneParams(snapshot_id=snapshot), settings)
+
+
+def test_more_workers_than_the_cluster_has_are_refused(ray_local, settings: Settings) -> None:
+    with pytest.raises(ValueError, match="has room for 2"):
+        check_workers(FinetuneParams(num_workers=3), settings)
