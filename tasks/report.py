@@ -7,9 +7,12 @@ from prefect.artifacts import create_table_artifact
 
 from tasks.embed import EmbedReport
 from tasks.ingest import IngestReport
+from tasks.train import FinetuneReport
 
 
-def summary_rows(ingest: IngestReport, embed: EmbedReport) -> list[dict[str, object]]:
+def summary_rows(
+    ingest: IngestReport, embed: EmbedReport, tuned: FinetuneReport
+) -> list[dict[str, object]]:
     return [
         {"stage": "ingest", "metric": "read", "value": ingest.read},
         {"stage": "ingest", "metric": "accepted", "value": ingest.accepted},
@@ -25,22 +28,40 @@ def summary_rows(ingest: IngestReport, embed: EmbedReport) -> list[dict[str, obj
         {"stage": "embed", "metric": "skipped (unchanged)", "value": embed.chunks_skipped},
         {"stage": "embed", "metric": "deleted (stale)", "value": embed.chunks_deleted},
         {"stage": "embed", "metric": "chunks/s", "value": round(embed.chunks_per_second, 1)},
+        {"stage": "finetune", "metric": "MLflow run", "value": tuned.run_id},
+        {"stage": "finetune", "metric": "steps", "value": tuned.steps},
+        {"stage": "finetune", "metric": "tokens/s", "value": round(tuned.tokens_per_s)},
+        {
+            "stage": "finetune",
+            "metric": "perplexity before",
+            "value": round(tuned.perplexity_before, 1),
+        },
+        {
+            "stage": "finetune",
+            "metric": "perplexity after",
+            "value": round(tuned.perplexity_after, 1),
+        },
     ]
 
 
-def summary_line(ingest: IngestReport, embed: EmbedReport) -> str:
+def summary_line(ingest: IngestReport, embed: EmbedReport, tuned: FinetuneReport) -> str:
     return (
         f"read {ingest.read} = accepted {ingest.accepted} + quarantined {ingest.quarantined}"
         f" ({ingest.new_documents} new); embedded {embed.chunks_embedded} chunks"
         f" ({embed.chunks_per_second:.1f}/s), skipped {embed.chunks_skipped}, deleted"
         f" {embed.chunks_deleted}; {embed.collection_rows} chunks searchable in Milvus"
-        f" (snapshot {embed.snapshot_id})"
+        f" (snapshot {embed.snapshot_id}); fine-tuned {tuned.steps} steps ({tuned.base_model},"
+        f" LoRA {100 * tuned.trainable_fraction:.1f}% trainable), held-out perplexity"
+        f" {tuned.perplexity_before:.0f} -> {tuned.perplexity_after:.0f}, MLflow run {tuned.run_id}"
     )
 
 
 @task
-def publish_pipeline_summary(ingest: IngestReport, embed: EmbedReport) -> str:
+def publish_pipeline_summary(
+    ingest: IngestReport, embed: EmbedReport, tuned: FinetuneReport
+) -> str:
+    line = summary_line(ingest, embed, tuned)
     create_table_artifact(
-        summary_rows(ingest, embed), key="nightly-summary", description=summary_line(ingest, embed)
+        summary_rows(ingest, embed, tuned), key="nightly-summary", description=line
     )
-    return summary_line(ingest, embed)
+    return line

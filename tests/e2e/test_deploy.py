@@ -95,6 +95,7 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
         "nightly_pipeline/nightly",
         "ingest_documents/on-demand",
         "embed_documents/on-demand",
+        "finetune_model/on-demand",
     }
     assert all(d["pool"] == "local-process" for d in deployments.values())
     nightly = deployments["nightly_pipeline/nightly"]

@@ -9,15 +9,17 @@ from tasks.embed import EmbedParams
 from tasks.ingest import IngestParams
 from tasks.retrieval import search
 from tasks.settings import Settings
+from tasks.train_prepare import FinetuneParams
 
 pytestmark = pytest.mark.e2e
 
+EXPECTED_ARTIFACTS = {"ingest-report", "embed-report", "finetune-report", "nightly-summary"}
 TOPICS = ["try", "with", "for", "while", "function", "class", "import", "lambda", "if"]
 
 
 async def artifact_keys() -> set[str]:
     async with get_client() as client:
-        keys = ArtifactFilterKey(any_=["ingest-report", "embed-report", "nightly-summary"])
+        keys = ArtifactFilterKey(any_=[*EXPECTED_ARTIFACTS])
         artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=keys))
     return {a.key for a in artifacts}
 
@@ -26,6 +28,7 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(prefect_harness, setting
     params = NightlyParams(
         ingest=IngestParams(demo_topics=TOPICS, demo_modules=["contextlib"]),
         embed=EmbedParams(chunk_tokens=160),
+        finetune=FinetuneParams(max_steps=6, checkpoint_every=3, batch_size=4),
     )
     report = nightly_pipeline(params)
 
@@ -33,7 +36,8 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(prefect_harness, setting
     assert ingest.read == len(TOPICS) + 1 and ingest.reconciles
     assert embed.snapshot_id == ingest.snapshot_id
     assert embed.documents == ingest.accepted and embed.chunks_embedded == embed.collection_rows
-    assert asyncio.run(artifact_keys()) == {"ingest-report", "embed-report", "nightly-summary"}
+    assert asyncio.run(artifact_keys()) == EXPECTED_ARTIFACTS
+    assert report.finetune.snapshot_id == ingest.snapshot_id and report.finetune.steps == 6
     assert f"quarantined {ingest.quarantined}" in report.summary
 
     hits = search("how do I define a decorator", top_k=3, settings=settings)
