@@ -29,3 +29,14 @@ def embedder():
 @pytest.fixture(scope="session")
 def tokenizer(embedder):
     return embedder.tokenizer
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray with two CPUs for the whole session (it takes ~5 s to start)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, num_cpus=2)
+    yield
+    ray.shutdown()

@@ -24,7 +24,9 @@ async def artifact_keys() -> set[str]:
     return {a.key for a in artifacts}
 
 
-def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(prefect_harness, settings: Settings):
+def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
+    prefect_harness, ray_local, settings: Settings
+):
     params = NightlyParams(
         ingest=IngestParams(demo_topics=TOPICS, demo_modules=["contextlib"]),
         embed=EmbedParams(chunk_tokens=160),
