@@ -37,7 +37,7 @@ def plain_loop(plan: Any, params: Any) -> dict[str, float]:
     for step in range(params.max_steps):
         i = (step * params.batch_size) % (len(rows) - params.batch_size)
         batch = rows[i : i + params.batch_size]
-        train_step(model, optimizer, batch, amp=False)
+        train_step(model, optimizer, [batch], amp=False)
         if step == 0:  # as in the Ray worker: throughput from the second step
             first_step = time.perf_counter() - started
             loop_start = time.perf_counter()

@@ -36,6 +36,7 @@ class FinetuneReport(BaseModel):
     trainable_parameters: int
     parameters: int
     memory_gib: float
+    memory: list[dict[str, object]]
 
     @property
     def trainable_fraction(self) -> float:
@@ -115,6 +116,7 @@ def finetune(params: FinetuneParams, settings: Settings) -> FinetuneReport:
             trainable_parameters=plan.shape.trainable,
             parameters=plan.shape.parameters,
             memory_gib=plan.memory.total / 2**30,
+            memory=plan.memory.table(),
         )
         mlflow.log_metrics(
             {"final_loss": report.final_loss, "tokens_per_s_final": report.tokens_per_s}
@@ -190,6 +192,7 @@ def publish_finetune_report(report: FinetuneReport) -> None:
     ax.set(xlabel="step", ylabel="training loss", title=f"run {report.run_id[:8]}")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
+    mlflow.MlflowClient().log_figure(report.run_id, fig, "loss_curve.png")
     plt.close(fig)
     image = base64.b64encode(buffer.getvalue()).decode()
     rows = [
@@ -202,10 +205,12 @@ def publish_finetune_report(report: FinetuneReport) -> None:
         ("memory estimate / worker", f"{report.memory_gib:.3f} GiB"),
     ]  # fmt: skip
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    memory = "\n".join(f"| {m['part']} | {m['GiB']} |" for m in report.memory)
     create_markdown_artifact(
         f"# Fine-tuning {report.run_id}\n\nBase `{report.base_model}`, snapshot "
         f"`{report.snapshot_id}`, model `{report.model_dir}`\n\n| metric | value |\n|---|---|\n"
-        f"{table}\n\n![loss curve](data:image/png;base64,{image})\n",
+        f"{table}\n\n## Memory estimate per worker\n\n| part | GiB |\n|---|---:|\n{memory}\n\n"
+        f"![loss curve](data:image/png;base64,{image})\n",
         key="finetune-report",
         description="Fine-tuning metrics and loss curve",
     )

@@ -40,15 +40,22 @@ def trainable_fraction(model: torch.nn.Module) -> tuple[int, int]:
 
 
 def train_step(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, amp: bool
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: list[torch.Tensor],
+    amp: bool,
 ) -> float:
+    """One optimizer step over one or more micro-batches (gradient accumulation)."""
     model.train()
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        loss = model(input_ids=batch, labels=batch).loss
-    loss.backward()
+    total = 0.0
+    for batch in micro_batches:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            loss = model(input_ids=batch, labels=batch).loss / len(micro_batches)
+        loss.backward()
+        total += float(loss.detach())
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach())
+    return total
 
 
 @torch.no_grad()
@@ -127,16 +134,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard("train")
     amp = config["use_gpu"] and config["precision"] == "bf16"
     tokens, started = 0, 0.0
+    device, accumulate = ray.train.torch.get_device(), config["gradient_accumulation"]
     while step < config["max_steps"]:
         epoch_start = step
-        for ids in _batches(shard, config["batch_size"]):
-            ids = ids.to(ray.train.torch.get_device())
-            loss = train_step(model, optimizer, ids, amp)
+        for micro in _steps(shard, config["batch_size"], accumulate):
+            loss = train_step(model, optimizer, [ids.to(device) for ids in micro], amp)
             step += 1
             if not started:  # throughput from the second step: the first pays for warm-up
                 started = time.perf_counter()
             else:
-                tokens += ids.numel()
+                tokens += sum(ids.numel() for ids in micro)
             elapsed = time.perf_counter() - started
             metrics = {
                 "step": step,
@@ -161,13 +168,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             raise ValueError(f"worker {rank}'s data shard holds less than one batch")
 
 
-def _batches(shard: Any, batch_size: int, blocks_of: int = 32) -> Iterator[torch.Tensor]:
-    """Micro-batches cut from larger blocks of the worker's shard: Ray Data's per-batch cost,
-    paid once a block, would otherwise take a third of a small model's step time here."""
-    for block in shard.iter_torch_batches(batch_size=batch_size * blocks_of, dtypes=torch.long):
+def _steps(
+    shard: Any, batch_size: int, accumulate: int, blocks_of: int = 32
+) -> Iterator[list[torch.Tensor]]:
+    """The micro-batches of each optimizer step, cut from larger blocks of the worker's shard:
+    Ray Data's per-batch cost, paid once a block, would otherwise take a third of a small
+    model's step time here."""
+    rows_per_step = batch_size * accumulate
+    for block in shard.iter_torch_batches(batch_size=rows_per_step * blocks_of, dtypes=torch.long):
         rows = block["data"]
-        for i in range(0, len(rows) - batch_size + 1, batch_size):
-            yield rows[i : i + batch_size]
+        for i in range(0, len(rows) - rows_per_step + 1, rows_per_step):
+            step_rows = rows[i : i + rows_per_step]
+            yield [step_rows[j : j + batch_size] for j in range(0, rows_per_step, batch_size)]
 
 
 class _Tracker:

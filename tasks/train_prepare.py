@@ -23,8 +23,8 @@ class LoraParams(BaseModel):
     r: int = Field(8, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling (alpha).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path.")
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "v_proj"], description="Modules that get adapters."
+    target_modules: list[str] | None = Field(
+        None, description="Modules that get adapters; empty = PEFT's default for the model type."
     )
 
 
@@ -37,7 +37,8 @@ class FinetuneParams(BaseModel):
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or all weights.")
     lora: LoraParams = Field(default_factory=LoraParams)
     max_steps: int = Field(60, ge=1, description="Optimizer steps.")
-    batch_size: int = Field(8, ge=1, description="Sequences per worker per step.")
+    batch_size: int = Field(8, ge=1, description="Sequences per worker per micro-batch.")
+    gradient_accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     learning_rate: float = Field(3e-3, gt=0)
     seq_len: int = Field(128, ge=2, description="Tokens per training sequence.")
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel).")
@@ -126,11 +127,12 @@ def prepare(params: FinetuneParams, settings: Settings) -> Plan:
     data = TrainingData(
         snapshot_id, rows(train_docs), rows(eval_docs), len(train_docs), len(eval_docs)
     )
-    needed = params.batch_size * params.num_workers
+    needed = params.batch_size * params.gradient_accumulation * params.num_workers
     if len(data.train) < needed:
         raise ValueError(
             f"{len(data.train)} training sequences of {params.seq_len} tokens is less than one "
-            f"step of {params.num_workers} worker(s) x batch {params.batch_size}: lower "
+            f"step of {params.num_workers} worker(s) x batch {params.batch_size} x "
+            f"{params.gradient_accumulation} micro-batches: lower "
             "batch_size or seq_len, or ingest more documents"
         )
     shape = model_shape(base_path, params)

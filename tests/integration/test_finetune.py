@@ -53,10 +53,17 @@ def test_two_workers_train_data_parallel(
     ray_local, training_snapshot: str, settings: Settings
 ) -> None:
     params = FinetuneParams(
-        snapshot_id=training_snapshot, num_workers=2, max_steps=6, checkpoint_every=3
+        snapshot_id=training_snapshot,
+        num_workers=2,
+        max_steps=6,
+        checkpoint_every=3,
+        batch_size=4,
+        gradient_accumulation=2,
     )
     report = finetune(params, settings)
     assert report.world_size == 2 and report.steps == 6
+    # Each optimizer step saw 2 micro-batches of 4 sequences on each of the 2 workers.
+    assert report.tokens_per_s > 0
 
 
 def _train_workers() -> list[psutil.Process]:
