@@ -106,3 +106,29 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(
     assert killed, "no worker was killed"
     assert report.steps == 60
     assert report.resumed_from >= 5 and report.resumed_from % 5 == 0  # not from step 0
+
+
+def test_full_fine_tuning_of_a_model_given_by_path(
+    ray_local, training_snapshot: str, settings: Settings
+) -> None:
+    from tasks.train_prepare import prepare
+
+    base = prepare(FinetuneParams(snapshot_id=training_snapshot), settings).base_path
+    params = FinetuneParams(
+        snapshot_id=training_snapshot,
+        base_model=str(base),
+        method="full",
+        max_steps=8,
+        checkpoint_every=4,
+        learning_rate=1e-3,
+    )
+    report = finetune(params, settings)
+
+    assert report.trainable_fraction == 1.0 and report.steps == 8
+    assert report.perplexity_after < report.perplexity_before
+    model_dir = Path(report.model_dir)
+    assert (model_dir / "model.safetensors").exists()
+    assert not list(model_dir.glob("adapter_*"))
+    verify_manifest(model_dir)
+    run = mlflow.MlflowClient(settings.tracking_uri).get_run(report.run_id)
+    assert run.data.tags["base_model_path"] == str(base)
