@@ -80,7 +80,8 @@ def _snapshot_texts(settings: Settings, snapshot_id: str) -> pd.DataFrame:
         raise ValueError(
             f"snapshot {snapshot_id} has no documents to train on: ingest some documents first"
         )
-    return pd.concat(frames, ignore_index=True)[["doc_id", "text"]]
+    docs = pd.concat(frames, ignore_index=True)[["doc_id", "text"]]
+    return docs.sort_values("doc_id", ignore_index=True)  # the same split on every run
 
 
 def model_shape(base_path: Path, params: FinetuneParams) -> ModelShape:
@@ -107,11 +108,15 @@ def prepare(params: FinetuneParams, settings: Settings) -> Plan:
     snapshot_id = params.snapshot_id or lake.latest_snapshot(settings.snapshots_dir)
     docs = _snapshot_texts(settings, snapshot_id)
     held_out = docs["doc_id"].map(lambda d: is_held_out(d, params.eval_fraction))
-    if held_out.all() or not held_out.any():
-        held_out = pd.Series(np.arange(len(docs)) % 10 == 9)  # too few documents to hash-split
+    if held_out.all() or not held_out.any():  # too few documents for the hash split
+        if len(docs) < 2:
+            raise ValueError(
+                f"snapshot {snapshot_id} has 1 document: at least 2 are needed, one of them "
+                "held out for evaluation"
+            )
+        position = np.arange(len(docs))
+        held_out = pd.Series((position % 10 == 9) | (position == len(docs) - 1))
     train_docs, eval_docs = docs[~held_out], docs[held_out]
-    if train_docs.empty:
-        raise ValueError(f"snapshot {snapshot_id} has no training documents")
     base_path = resolve_base_model(
         params.base_model, settings.models_dir, snapshot_id, train_docs["text"], ScratchSpec()
     )
@@ -127,6 +132,11 @@ def prepare(params: FinetuneParams, settings: Settings) -> Plan:
     data = TrainingData(
         snapshot_id, rows(train_docs), rows(eval_docs), len(train_docs), len(eval_docs)
     )
+    if len(data.eval) == 0:
+        raise ValueError(
+            f"the held-out documents hold less than one sequence of {params.seq_len} tokens: "
+            "raise eval_fraction, lower seq_len, or ingest more documents"
+        )
     needed = params.batch_size * params.gradient_accumulation * params.num_workers
     if len(data.train) < needed:
         raise ValueError(

@@ -41,3 +41,20 @@ def test_an_empty_snapshot_is_refused(tmp_path: Path, settings: Settings) -> Non
 def test_more_workers_than_the_cluster_has_are_refused(ray_local, settings: Settings) -> None:
     with pytest.raises(ValueError, match="has room for 2"):
         check_workers(FinetuneParams(num_workers=3), settings)
+
+
+def test_a_single_document_or_a_tiny_held_out_split_is_refused(
+    tmp_path: Path, settings: Settings
+) -> None:
+    root = tmp_path / "one"
+    root.mkdir()
+    (root / "only.txt").write_text("A single document about context managers. " * 50)
+    snapshot = ingest_folder(root, IngestParams(), settings).snapshot_id
+    with pytest.raises(ValueError, match="at least 2 are needed"):
+        prepare(FinetuneParams(snapshot_id=snapshot), settings)
+
+    (root / "short.txt").write_text("A short held-out note about loops and iterators.")
+    snapshot = ingest_folder(root, IngestParams(), settings).snapshot_id
+    # Whichever of the two is held out, the other side has less than it needs.
+    with pytest.raises(ValueError, match="less than one (sequence of 128 tokens|step)"):
+        prepare(FinetuneParams(snapshot_id=snapshot), settings)
