@@ -56,5 +56,5 @@ def test_a_single_document_or_a_tiny_held_out_split_is_refused(
     (root / "short.txt").write_text("A short held-out note about loops and iterators.")
     snapshot = ingest_folder(root, IngestParams(), settings).snapshot_id
     # Whichever of the two is held out, the other side has less than it needs.
-    with pytest.raises(ValueError, match="less than one (sequence of 128 tokens|step)"):
+    with pytest.raises(ValueError, match=r"less than one (sequence of 128 tokens|step)"):
         prepare(FinetuneParams(snapshot_id=snapshot), settings)
