@@ -17,7 +17,7 @@ from tasks.clients.ray_cluster import ensure_ray, worker_capacity
 from tasks.clients.tracking import start_run
 from tasks.manifest import manifest_digest, sha256_file, write_manifest
 from tasks.settings import Settings, get_settings
-from tasks.train_loop import load_model, load_trainable, perplexity, train_loop_per_worker
+from tasks.train_loop import load_trainable, perplexity, train_loop_per_worker
 from tasks.train_prepare import FinetuneParams, Plan, git_commit, prepare
 
 
@@ -87,8 +87,7 @@ def check_workers(params: FinetuneParams, settings: Settings) -> None:
 def finetune(params: FinetuneParams, settings: Settings) -> FinetuneReport:
     plan = prepare(params, settings)
     check_workers(params, settings)
-    eval_rows = torch.from_numpy(plan.data.eval)
-    base = load_model(str(plan.base_path), params.method, params.lora.model_dump())
+    eval_rows, base = torch.from_numpy(plan.data.eval), plan.model
     with start_run(settings, f"{params.method}-{plan.data.snapshot_id}") as run:
         run_id = run.info.run_id
         _log_inputs(params, plan)

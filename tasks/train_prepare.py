@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,7 @@ class Plan:
 
     base_path: Path
     data: TrainingData
+    model: Any  # loaded once here: it gives the shape, and the driver evaluates with it
     shape: ModelShape
     memory: MemoryEstimate
 
@@ -84,13 +85,10 @@ def _snapshot_texts(settings: Settings, snapshot_id: str) -> pd.DataFrame:
     return docs.sort_values("doc_id", ignore_index=True)  # the same split on every run
 
 
-def model_shape(base_path: Path, params: FinetuneParams) -> ModelShape:
-    from transformers import AutoConfig
+def model_shape(model: Any) -> ModelShape:
+    from tasks.train_loop import trainable_fraction
 
-    from tasks.train_loop import load_model, trainable_fraction
-
-    config = AutoConfig.from_pretrained(base_path)
-    model = load_model(str(base_path), params.method, params.lora.model_dump())
+    config = model.config
     trainable, total = trainable_fraction(model)
     return ModelShape(
         parameters=total,
@@ -104,6 +102,8 @@ def model_shape(base_path: Path, params: FinetuneParams) -> ModelShape:
 def prepare(params: FinetuneParams, settings: Settings) -> Plan:
     """Refuse what cannot work, with what to change, before any training starts."""
     from transformers import AutoConfig, AutoTokenizer
+
+    from tasks.train_loop import load_model
 
     snapshot_id = params.snapshot_id or lake.latest_snapshot(settings.snapshots_dir)
     docs = _snapshot_texts(settings, snapshot_id)
@@ -145,11 +145,12 @@ def prepare(params: FinetuneParams, settings: Settings) -> Plan:
             f"{params.gradient_accumulation} micro-batches: lower "
             "batch_size or seq_len, or ingest more documents"
         )
-    shape = model_shape(base_path, params)
+    model = load_model(str(base_path), params.method, params.lora.model_dump())
+    shape = model_shape(model)
     budget = (params.memory_budget_gib or _available_gib() / params.num_workers) * GIB
     precision = "bf16" if params.use_gpu else "fp32"
     memory = check_fits(shape, precision, params.batch_size, params.seq_len, int(budget))
-    return Plan(base_path, data, shape, memory)
+    return Plan(base_path, data, model, shape, memory)
 
 
 def _available_gib() -> float:
