@@ -138,8 +138,7 @@ def ingest_source(root: Path, params: IngestParams) -> IngestReport:
 
 @task
 def publish_ingest_report(report: IngestReport) -> None:
-    quarantine = lake.read_quarantine(get_settings().quarantine_dir)
-    quarantine = quarantine[quarantine["run_id"] == report.run_id].head(50)
+    quarantine = lake.read_quarantine(get_settings().quarantine_dir, report.run_id).head(50)
     rows = "\n".join(f"| `{q.source}` | {'; '.join(q.reasons)} |" for q in quarantine.itertuples())
     markdown = (
         f"# Ingest {report.run_id}\n\n"

@@ -88,10 +88,12 @@ def append_quarantine(folder: Path, rows: list[dict]) -> int:
     return len(frame)
 
 
-def read_quarantine(folder: Path) -> pd.DataFrame:
+def read_quarantine(folder: Path, run_id: str | None = None) -> pd.DataFrame:
+    """The quarantine, or one run's rows of it (read with a filter, not the whole history)."""
     if not folder.exists() or not any(folder.glob("*.parquet")):
         return QUARANTINE_SCHEMA.empty_table().to_pandas()
-    return ds.dataset(folder, format="parquet").to_table().to_pandas()
+    where = ds.field("run_id") == run_id if run_id else None
+    return ds.dataset(folder, format="parquet").to_table(filter=where).to_pandas()
 
 
 def write_snapshot(folder: Path, members: pd.DataFrame) -> str:

@@ -96,6 +96,8 @@ def test_reingesting_the_same_content_is_a_no_op(tmp_path: Path, settings: Setti
     assert (second.read, second.accepted, second.quarantined) == (17, 7, 10)
     assert len(pd.read_parquet(settings.documents_dir)) == 7
     assert len(lake.read_quarantine(settings.quarantine_dir)) == 10  # no copies of old rows
+    assert len(lake.read_quarantine(settings.quarantine_dir, first.run_id)) == 10
+    assert len(lake.read_quarantine(settings.quarantine_dir, second.run_id)) == 0
 
 
 def test_a_missing_folder_is_a_clear_error(tmp_path: Path, settings: Settings) -> None:
