@@ -6,8 +6,10 @@ import base64
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import numpy as np
 import torch
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -43,7 +45,16 @@ class FinetuneReport(BaseModel):
         return self.trainable_parameters / self.parameters
 
 
-def build_trainer(params: FinetuneParams, plan: Plan, settings: Settings, run_id: str):
+def build_trainer(
+    params: FinetuneParams,
+    base_path: Path,
+    train_rows: np.ndarray,
+    settings: Settings,
+    run_id: str,
+    extra: dict[str, Any] | None = None,
+):
+    """The `TorchTrainer` for fine-tuning, and for compression's recovery and distillation runs
+    (`extra` carries the teacher)."""
     import ray.data
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -51,10 +62,11 @@ def build_trainer(params: FinetuneParams, plan: Plan, settings: Settings, run_id
     config = {
         **params.model_dump(exclude={"lora"}),
         "lora": params.lora.model_dump(),
-        "base_path": str(plan.base_path),
+        "base_path": str(base_path),
         "precision": "bf16" if params.use_gpu else "fp32",
         "tracking_uri": settings.tracking_uri,
         "run_id": run_id,
+        **(extra or {}),
     }
     return TorchTrainer(
         train_loop_per_worker,
@@ -65,12 +77,12 @@ def build_trainer(params: FinetuneParams, plan: Plan, settings: Settings, run_id
             resources_per_worker={"CPU": params.cpus_per_worker},
         ),
         run_config=RunConfig(
-            name=f"finetune-{run_id}",
+            name=f"train-{run_id}",
             storage_path=settings.checkpoint_storage,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=params.max_failures),
         ),
-        datasets={"train": ray.data.from_numpy(plan.data.train)},
+        datasets={"train": ray.data.from_numpy(train_rows)},
     )
 
 
@@ -92,7 +104,7 @@ def finetune(params: FinetuneParams, settings: Settings) -> FinetuneReport:
         run_id = run.info.run_id
         _log_inputs(params, plan)
         ppl_before = perplexity(base, eval_rows)
-        result = build_trainer(params, plan, settings, run_id).fit()
+        result = build_trainer(params, plan.base_path, plan.data.train, settings, run_id).fit()
         with result.checkpoint.as_directory() as folder:
             load_trainable(Path(folder), base)
         ppl_after = perplexity(base, eval_rows)

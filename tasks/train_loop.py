@@ -10,7 +10,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,19 @@ from tasks.manifest import verify_manifest
 
 
 def load_model(base_path: str, method: str, lora: dict[str, Any] | None) -> torch.nn.Module:
-    """The base model (manifest-verified when it has one), wrapped with LoRA for `method=lora`."""
+    """The base model (manifest-verified when it has one), wrapped with LoRA for `method=lora`.
+
+    A compressed candidate (pruned, factorised, a distillation student) loads through its
+    recipe, with pruned weights held at zero while it trains.
+    """
     from transformers import AutoModelForCausalLM
 
+    from tasks.compression.store import is_candidate
+
+    if is_candidate(Path(base_path)):
+        from tasks.compression.train import load_trainable_candidate
+
+        return load_trainable_candidate(Path(base_path))
     if (Path(base_path) / "manifest.sha256.json").exists():
         verify_manifest(Path(base_path))
     model = AutoModelForCausalLM.from_pretrained(base_path, use_safetensors=True)
@@ -39,18 +49,23 @@ def trainable_fraction(model: torch.nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
+def lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=batch, labels=batch).loss
+
+
 def train_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     micro_batches: list[torch.Tensor],
     amp: bool,
+    loss_fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] = lm_loss,
 ) -> float:
     """One optimizer step over one or more micro-batches (gradient accumulation)."""
     model.train()
     total = 0.0
     for batch in micro_batches:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            loss = model(input_ids=batch, labels=batch).loss / len(micro_batches)
+            loss = loss_fn(model, batch) / len(micro_batches)
         loss.backward()
         total += float(loss.detach())
     optimizer.step()
@@ -130,6 +145,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if checkpoint:
         with checkpoint.as_directory() as folder:
             step = resumed_from = load_checkpoint(Path(folder), model, optimizer)
+    loss_fn = lm_loss
+    if config.get("teacher_path"):  # knowledge distillation from a frozen teacher
+        from tasks.compression.train import distillation_loss
+
+        loss_fn = distillation_loss(
+            config["teacher_path"], ray.train.torch.get_device(), config["distill"]
+        )
     tracker = _Tracker(config) if rank == 0 else None
     shard = ray.train.get_dataset_shard("train")
     amp = config["use_gpu"] and config["precision"] == "bf16"
@@ -138,7 +160,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     while step < config["max_steps"]:
         epoch_start = step
         for micro in _steps(shard, config["batch_size"], accumulate):
-            loss = train_step(model, optimizer, [ids.to(device) for ids in micro], amp)
+            loss = train_step(model, optimizer, [ids.to(device) for ids in micro], amp, loss_fn)
             step += 1
             if not started:  # throughput from the second step: the first pays for warm-up
                 started = time.perf_counter()

@@ -85,6 +85,25 @@ def _snapshot_texts(settings: Settings, snapshot_id: str) -> pd.DataFrame:
     return docs.sort_values("doc_id", ignore_index=True)  # the same split on every run
 
 
+def split_snapshot(
+    settings: Settings, snapshot_id: str | None, eval_fraction: float
+) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """The snapshot's documents split into training and held-out, the same way on every run
+    (so later stages evaluate on exactly the documents training never saw)."""
+    snapshot_id = snapshot_id or lake.latest_snapshot(settings.snapshots_dir)
+    docs = _snapshot_texts(settings, snapshot_id)
+    held_out = docs["doc_id"].map(lambda d: is_held_out(d, eval_fraction))
+    if held_out.all() or not held_out.any():  # too few documents for the hash split
+        if len(docs) < 2:
+            raise ValueError(
+                f"snapshot {snapshot_id} has 1 document: at least 2 are needed, one of them "
+                "held out for evaluation"
+            )
+        position = np.arange(len(docs))
+        held_out = pd.Series((position % 10 == 9) | (position == len(docs) - 1))
+    return snapshot_id, docs[~held_out], docs[held_out]
+
+
 def model_shape(model: Any) -> ModelShape:
     from tasks.train_loop import trainable_fraction
 
@@ -105,18 +124,9 @@ def prepare(params: FinetuneParams, settings: Settings) -> Plan:
 
     from tasks.train_loop import load_model
 
-    snapshot_id = params.snapshot_id or lake.latest_snapshot(settings.snapshots_dir)
-    docs = _snapshot_texts(settings, snapshot_id)
-    held_out = docs["doc_id"].map(lambda d: is_held_out(d, params.eval_fraction))
-    if held_out.all() or not held_out.any():  # too few documents for the hash split
-        if len(docs) < 2:
-            raise ValueError(
-                f"snapshot {snapshot_id} has 1 document: at least 2 are needed, one of them "
-                "held out for evaluation"
-            )
-        position = np.arange(len(docs))
-        held_out = pd.Series((position % 10 == 9) | (position == len(docs) - 1))
-    train_docs, eval_docs = docs[~held_out], docs[held_out]
+    snapshot_id, train_docs, eval_docs = split_snapshot(
+        settings, params.snapshot_id, params.eval_fraction
+    )
     base_path = resolve_base_model(
         params.base_model, settings.models_dir, snapshot_id, train_docs["text"], ScratchSpec()
     )

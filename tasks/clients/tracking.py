@@ -9,10 +9,23 @@ from tasks.settings import Settings
 EXPERIMENT = "finetune"
 
 
-def start_run(settings: Settings, run_name: str) -> mlflow.ActiveRun:
+def connect(settings: Settings) -> mlflow.MlflowClient:
     settings.home.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        mlflow.create_experiment(EXPERIMENT, artifact_location=settings.artifact_location)
-    mlflow.set_experiment(EXPERIMENT)
-    return mlflow.start_run(run_name=run_name)
+    return mlflow.MlflowClient(settings.tracking_uri)
+
+
+def use_experiment(settings: Settings, name: str) -> str:
+    """The experiment's id, created with its artifacts under `home` on first use."""
+    connect(settings)
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    return mlflow.create_experiment(name, artifact_location=settings.artifact_location)
+
+
+def start_run(
+    settings: Settings, run_name: str, experiment: str = EXPERIMENT, nested: bool = False
+) -> mlflow.ActiveRun:
+    experiment_id = use_experiment(settings, experiment)
+    return mlflow.start_run(run_name=run_name, experiment_id=experiment_id, nested=nested)

@@ -1,0 +1,13 @@
+from prefect import flow
+
+from tasks.compress import CompressParams, compress_task, publish_compress_report
+from tasks.compress_report import CompressReport
+
+
+@flow(name="compress_model", log_prints=True)
+def compress_model(params: CompressParams = CompressParams()) -> CompressReport:  # noqa: B008
+    """Compress a fine-tuned model every asked way, measure each candidate, keep the best that
+    passes the gate (or the uncompressed model)."""
+    report = compress_task(params)
+    publish_compress_report(report)
+    return report

@@ -1,0 +1,70 @@
+"""What the compression stage hands on: one row per candidate, and the one chosen."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+UNCOMPRESSED = "uncompressed"
+
+
+class CandidateRow(BaseModel):
+    """One candidate measured the same way as the uncompressed model."""
+
+    name: str
+    method: str
+    folder: str = Field(description="Candidate folder (safetensors, recipe, manifest).")
+    size_bytes: int = Field(description="Weights on disk.")
+    parameters: int = Field(description="Weights held (non-zero ones for sparse tensors).")
+    latency_ms_p50: float = Field(description="CPU latency per generated token, median.")
+    tokens_per_s: float
+    perplexity: float = Field(description="Held-out perplexity.")
+    broken: list[str] = Field(default_factory=list, description="Gate thresholds it broke.")
+
+
+class CompressReport(BaseModel):
+    run_id: str = Field(description="MLflow run of this compression; the chosen model is its "
+                        "`model` artifact.")  # fmt: skip
+    source_run_id: str = Field(description="The fine-tuning run that was compressed.")
+    snapshot_id: str
+    baseline: CandidateRow
+    candidates: list[CandidateRow]
+    chosen: str = Field(description=f"Name of the chosen candidate, or {UNCOMPRESSED!r}.")
+    lineage: dict[str, str] = Field(
+        description="data_snapshot, feature_view, base_model, base_model_sha256, "
+        "training_run, compression_method."
+    )
+
+    @property
+    def chosen_row(self) -> CandidateRow:
+        if self.chosen == UNCOMPRESSED:
+            return self.baseline
+        return next(row for row in self.candidates if row.name == self.chosen)
+
+    @property
+    def gate_passed(self) -> bool:
+        return self.chosen != UNCOMPRESSED
+
+
+def comparison_markdown(report: CompressReport) -> str:
+    """One row per candidate against the uncompressed model, and why each failed the gate."""
+    base = report.baseline
+    lines = [
+        f"# Compression of run `{report.source_run_id}`",
+        "",
+        f"Snapshot `{report.snapshot_id}`; MLflow run `{report.run_id}`. **Chosen: "
+        f"{report.chosen}**" + ("" if report.gate_passed else " (no candidate passed the gate)"),
+        "",
+        "| candidate | weights on disk | size | weights held | ms/token p50 | latency | "
+        "tokens/s | perplexity | change | gate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in [base, *report.candidates]:
+        verdict = "baseline" if row is base else "; ".join(row.broken) or "passes"
+        lines.append(
+            f"| {row.name} | {row.size_bytes / 2**20:.2f} MiB | "
+            f"x{row.size_bytes / base.size_bytes:.2f} | {row.parameters:,} | "
+            f"{row.latency_ms_p50:.2f} | "
+            f"x{row.latency_ms_p50 / base.latency_ms_p50:.2f} | {row.tokens_per_s:.0f} | "
+            f"{row.perplexity:.2f} | {row.perplexity / base.perplexity - 1:+.2%} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,53 @@
+import math
+
+import pytest
+
+from tasks.core.gate import Gate, Measured, broken_thresholds, choose
+
+BASE = Measured("uncompressed", size_bytes=1000, latency_ms_p50=10.0, perplexity=100.0)
+
+
+def m(name: str, size: int, ppl: float, latency: float = 10.0) -> Measured:
+    return Measured(name, size_bytes=size, latency_ms_p50=latency, perplexity=ppl)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "gate", "broken"),
+    [
+        (m("int8", 300, 102.0), Gate(), []),
+        (m("int8", 300, 103.0), Gate(), []),  # exactly at the limit passes
+        (m("int8", 300, 104.0), Gate(), ["perplexity +4.0% > +3.0% allowed"]),
+        (m("bf16", 500, 100.1), Gate(), []),
+        (m("merged", 990, 100.0), Gate(), ["size -1.0% < -40.0% required"]),
+        (m("prune", 900, 150.0), Gate(), ["perplexity", "size"]),
+        (m("slow", 300, 100.0, latency=15.0), Gate(max_latency_ratio=1.2), ["latency x1.50"]),
+        (m("slow", 300, 100.0, latency=15.0), Gate(), []),
+        (m("any", 990, 400.0), Gate(None, None, None), []),
+        (m("nan", 300, math.nan), Gate(), ["perplexity"]),
+    ],
+)
+def test_broken_thresholds(candidate: Measured, gate: Gate, broken: list[str]) -> None:
+    found = broken_thresholds(BASE, candidate, gate)
+    assert len(found) == len(broken)
+    for said, expected in zip(found, broken, strict=True):
+        assert said.startswith(expected)
+
+
+def test_the_smallest_passing_candidate_wins() -> None:
+    candidates = [m("bf16", 500, 100.1), m("int8", 300, 102.0), m("prune", 200, 150.0)]
+    chosen, broken = choose(BASE, candidates, Gate())
+    assert chosen == "int8"
+    assert broken["prune"] and not broken["bf16"]
+
+
+def test_no_passing_candidate_chooses_none_and_says_why() -> None:
+    chosen, broken = choose(BASE, [m("prune", 200, 150.0), m("merged", 990, 100.0)], Gate())
+    assert chosen is None
+    assert all(broken.values())
+
+
+def test_stricter_thresholds_fail_what_looser_ones_pass() -> None:
+    candidates = [m("int8", 300, 102.0)]
+    assert choose(BASE, candidates, Gate(max_perplexity_increase=0.03))[0] == "int8"
+    assert choose(BASE, candidates, Gate(max_perplexity_increase=0.01))[0] is None
+    assert choose(BASE, candidates, Gate(min_size_reduction=0.8))[0] is None
