@@ -1,11 +1,16 @@
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from flows.compress import compress_model
 from flows.embed import embed_documents
 from flows.finetune import finetune_model
 from flows.ingest import ingest_documents
+from flows.promote import promote_model
+from tasks.compress import CompressParams
+from tasks.compress_report import CompressReport
 from tasks.embed import EmbedParams, EmbedReport
 from tasks.ingest import IngestParams, IngestReport
+from tasks.registry_report import PromoteParams, PromoteReport
 from tasks.report import publish_pipeline_summary
 from tasks.train import FinetuneReport
 from tasks.train_prepare import FinetuneParams
@@ -15,24 +20,38 @@ class NightlyParams(BaseModel):
     ingest: IngestParams = Field(default_factory=IngestParams, description="Ingest stage.")
     embed: EmbedParams = Field(default_factory=EmbedParams, description="Embed stage.")
     finetune: FinetuneParams = Field(default_factory=FinetuneParams, description="Fine-tuning.")
+    compress: CompressParams = Field(default_factory=CompressParams, description="Compression.")
+    promote: PromoteParams = Field(default_factory=PromoteParams, description="Promotion.")
 
 
 class NightlyReport(BaseModel):
     ingest: IngestReport
     embed: EmbedReport
     finetune: FinetuneReport
+    compress: CompressReport
+    promote: PromoteReport
     summary: str
 
 
 @flow(name="nightly_pipeline", log_prints=True)
 def nightly_pipeline(params: NightlyParams = NightlyParams()) -> NightlyReport:  # noqa: B008
-    """The whole pipeline, stage after stage: ingest → embed → fine-tune, on one data snapshot."""
+    """The whole pipeline, stage after stage, on one data snapshot: ingest → embed → fine-tune
+    → compress → register and promote."""
     ingested = ingest_documents(params.ingest)
     snapshot = {"snapshot_id": ingested.snapshot_id}
     embedded = embed_documents(params.embed.model_copy(update=snapshot))
     tuned = finetune_model(params.finetune.model_copy(update=snapshot))
-    summary = publish_pipeline_summary(ingested, embedded, tuned)
-    return NightlyReport(ingest=ingested, embed=embedded, finetune=tuned, summary=summary)
+    compressed = compress_model(params.compress.model_copy(update={"source_run_id": tuned.run_id}))
+    promoted = promote_model(params.promote.model_copy(update={"compress_report": compressed}))
+    summary = publish_pipeline_summary(ingested, embedded, tuned, compressed, promoted)
+    return NightlyReport(
+        ingest=ingested,
+        embed=embedded,
+        finetune=tuned,
+        compress=compressed,
+        promote=promoted,
+        summary=summary,
+    )
 
 
 if __name__ == "__main__":

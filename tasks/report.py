@@ -5,14 +5,21 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
+from tasks.compress_report import CompressReport
 from tasks.embed import EmbedReport
 from tasks.ingest import IngestReport
+from tasks.registry_report import PromoteReport
 from tasks.train import FinetuneReport
 
 
 def summary_rows(
-    ingest: IngestReport, embed: EmbedReport, tuned: FinetuneReport
+    ingest: IngestReport,
+    embed: EmbedReport,
+    tuned: FinetuneReport,
+    compressed: CompressReport,
+    promoted: PromoteReport,
 ) -> list[dict[str, object]]:
+    chosen, base = compressed.chosen_row, compressed.baseline
     return [
         {"stage": "ingest", "metric": "read", "value": ingest.read},
         {"stage": "ingest", "metric": "accepted", "value": ingest.accepted},
@@ -41,10 +48,32 @@ def summary_rows(
             "metric": "perplexity after",
             "value": round(tuned.perplexity_after, 1),
         },
+        {"stage": "compress", "metric": "chosen", "value": compressed.chosen},
+        {
+            "stage": "compress",
+            "metric": "size vs uncompressed",
+            "value": round(chosen.size_bytes / base.size_bytes, 3),
+        },
+        {
+            "stage": "compress",
+            "metric": "perplexity change",
+            "value": f"{chosen.perplexity / base.perplexity - 1:+.2%}",
+        },
+        {"stage": "promote", "metric": "version", "value": promoted.version},
+        {"stage": "promote", "metric": "promoted", "value": promoted.promoted},
+        {"stage": "promote", "metric": "champion", "value": promoted.champion or "none"},
     ]
 
 
-def summary_line(ingest: IngestReport, embed: EmbedReport, tuned: FinetuneReport) -> str:
+def summary_line(
+    ingest: IngestReport,
+    embed: EmbedReport,
+    tuned: FinetuneReport,
+    compressed: CompressReport,
+    promoted: PromoteReport,
+) -> str:
+    chosen, base = compressed.chosen_row, compressed.baseline
+    verdict = "promoted to champion" if promoted.promoted else "not promoted"
     return (
         f"read {ingest.read} = accepted {ingest.accepted} + quarantined {ingest.quarantined}"
         f" ({ingest.new_documents} new); embedded {embed.chunks_embedded} chunks"
@@ -52,16 +81,24 @@ def summary_line(ingest: IngestReport, embed: EmbedReport, tuned: FinetuneReport
         f" {embed.chunks_deleted}; {embed.collection_rows} chunks searchable in Milvus"
         f" (snapshot {embed.snapshot_id}); fine-tuned {tuned.steps} steps ({tuned.base_model},"
         f" LoRA {100 * tuned.trainable_fraction:.1f}% trainable), held-out perplexity"
-        f" {tuned.perplexity_before:.0f} -> {tuned.perplexity_after:.0f}, MLflow run {tuned.run_id}"
+        f" {tuned.perplexity_before:.0f} -> {tuned.perplexity_after:.0f}, MLflow run"
+        f" {tuned.run_id};"
+        f" compressed to {compressed.chosen} (x{chosen.size_bytes / base.size_bytes:.2f} size,"
+        f" perplexity {chosen.perplexity / base.perplexity - 1:+.1%}); registered as"
+        f" {promoted.model_name} v{promoted.version}, {verdict}"
+        f" (champion: v{promoted.champion or 'none'})"
     )
 
 
 @task
 def publish_pipeline_summary(
-    ingest: IngestReport, embed: EmbedReport, tuned: FinetuneReport
+    ingest: IngestReport,
+    embed: EmbedReport,
+    tuned: FinetuneReport,
+    compressed: CompressReport,
+    promoted: PromoteReport,
 ) -> str:
-    line = summary_line(ingest, embed, tuned)
-    create_table_artifact(
-        summary_rows(ingest, embed, tuned), key="nightly-summary", description=line
-    )
+    reports = (ingest, embed, tuned, compressed, promoted)
+    line = summary_line(*reports)
+    create_table_artifact(summary_rows(*reports), key="nightly-summary", description=line)
     return line

@@ -21,7 +21,9 @@ def use_experiment(settings: Settings, name: str) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    return mlflow.create_experiment(name, artifact_location=settings.artifact_location)
+    # A tracking server keeps artifacts where it is configured to; embedded, under `home`.
+    location = None if settings.mlflow_tracking_uri else settings.artifact_location
+    return mlflow.create_experiment(name, artifact_location=location)
 
 
 def start_run(

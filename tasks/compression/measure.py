@@ -58,7 +58,7 @@ def decode_latency(
         for _ in range(new_tokens):
             next_id = out.logits[:, -1:].argmax(-1)
             started = time.perf_counter()
-            out = model(input_ids=next_id, past_key_values=out.past_key_values, use_cache=True)
+            out = model(input_ids=next_id, cache=out.cache, use_cache=True)
             took = time.perf_counter() - started
             if repeat:
                 steps.append(took)

@@ -96,6 +96,9 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
         "ingest_documents/on-demand",
         "embed_documents/on-demand",
         "finetune_model/on-demand",
+        "compress_model/on-demand",
+        "promote_model/on-demand",
+        "rollback_model/on-demand",
     }
     assert all(d["pool"] == "local-process" for d in deployments.values())
     nightly = deployments["nightly_pipeline/nightly"]

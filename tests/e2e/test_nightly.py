@@ -13,7 +13,10 @@ from tasks.train_prepare import FinetuneParams
 
 pytestmark = pytest.mark.e2e
 
-EXPECTED_ARTIFACTS = {"ingest-report", "embed-report", "finetune-report", "nightly-summary"}
+EXPECTED_ARTIFACTS = {
+    "ingest-report", "embed-report", "finetune-report", "compress-report", "promotion-report",
+    "nightly-summary",
+}  # fmt: skip
 TOPICS = ["try", "with", "for", "while", "function", "class", "import", "lambda", "if"]
 
 
@@ -30,7 +33,7 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     params = NightlyParams(
         ingest=IngestParams(demo_topics=TOPICS, demo_modules=["contextlib"]),
         embed=EmbedParams(chunk_tokens=160),
-        finetune=FinetuneParams(max_steps=6, checkpoint_every=3, batch_size=4),
+        finetune=FinetuneParams(max_steps=6, checkpoint_every=3, batch_size=4, seq_len=64),
     )
     report = nightly_pipeline(params)
 
@@ -41,6 +44,14 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     assert asyncio.run(artifact_keys()) == EXPECTED_ARTIFACTS
     assert report.finetune.snapshot_id == ingest.snapshot_id and report.finetune.steps == 6
     assert f"quarantined {ingest.quarantined}" in report.summary
+
+    compressed, promoted = report.compress, report.promote
+    assert compressed.source_run_id == report.finetune.run_id
+    assert compressed.chosen_row.size_bytes <= compressed.baseline.size_bytes
+    assert promoted.version == "1" and promoted.parent_version == "none"
+    assert promoted.evaluation.snapshot_id == ingest.snapshot_id
+    assert promoted.promoted == (promoted.champion == "1")  # first model: it only needs the base
+    assert "registered as llmops-assistant v1" in report.summary
 
     hits = search("how do I define a decorator", top_k=3, settings=settings)
     assert all("decorat" in h.text for h in hits)
@@ -53,3 +64,6 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     again = nightly_pipeline(params)  # nothing new: nothing embedded, nothing removed
     assert (again.ingest.new_documents, again.embed.chunks_embedded) == (0, 0)
     assert again.embed.collection_rows == embed.collection_rows
+    assert again.promote.version == "2" and again.promote.parent_version == (
+        promoted.champion or "none"
+    )

@@ -1,0 +1,29 @@
+from prefect import flow
+
+from tasks.registry import (
+    apply_decision_task,
+    decide_task,
+    evaluate_models_task,
+    publish_alias_history,
+    publish_promotion_report,
+    register_candidate_task,
+    request_approval,
+    resolve_candidate,
+)
+from tasks.registry_report import PromoteParams, PromoteReport
+
+
+@flow(name="promote_model", log_prints=True)
+def promote_model(params: PromoteParams = PromoteParams()) -> PromoteReport:  # noqa: B008
+    """Register a compressed model with its lineage as challenger, compare it with its base and
+    the champion on the same held-out documents, and promote it if the rule (and, when asked
+    for, a person) says so. Every alias change is recorded."""
+    candidate = resolve_candidate(params)
+    registered = register_candidate_task(candidate, params.model_name)
+    evaluation = evaluate_models_task(candidate, registered)
+    decision = decide_task(evaluation, candidate, params.min_improvement)
+    approval = request_approval(params, evaluation, decision)  # pauses the run when asked
+    report = apply_decision_task(registered, evaluation, decision, approval)
+    publish_promotion_report(report)
+    publish_alias_history(params.model_name)
+    return report

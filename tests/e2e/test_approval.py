@@ -1,0 +1,237 @@
+"""promote_model pauses for a person: run it in a thread under Prefect's test server, wait for
+the Paused state, answer as the UI would, and check what was recorded."""
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from pydoc_data.topics import topics
+from uuid import UUID
+
+import mlflow
+import pytest
+import torch
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import resume_flow_run
+from prefect.input.actions import read_flow_run_input
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from flows.promote import promote_model
+from flows.rollback import rollback_model
+from tasks.base_model import train_tokenizer
+from tasks.clients.registry import model_registry
+from tasks.clients.tracking import start_run
+from tasks.compress_report import CandidateRow, CompressReport
+from tasks.compression.store import save_candidate
+from tasks.core.sequences import pack
+from tasks.ingest import IngestParams, ingest_folder
+from tasks.manifest import manifest_digest, write_manifest
+from tasks.registry import CHALLENGER, CHAMPION, alias_history
+from tasks.registry_report import PromoteParams, PromoteReport, RollbackParams
+from tasks.settings import get_settings
+from tasks.train_prepare import split_snapshot
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def make_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """Builds compression runs of tiny models trained for more or fewer steps on a snapshot,
+    all over one base model and one training run."""
+    root = tmp_path_factory.mktemp("approval")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only adds contention
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMOPS_HOME", str(root / "state"))
+        settings = get_settings()
+        (root / "docs").mkdir()
+        for name in sorted(topics)[:30]:
+            (root / "docs" / f"{name}.txt").write_text(topics[name])
+        snapshot = ingest_folder(root / "docs", IngestParams(), settings).snapshot_id
+        train = split_snapshot(settings, snapshot, 0.3)[1]["text"].tolist()
+        tokenizer = train_tokenizer(train, 300)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+            max_position_embeddings=64,
+        )  # fmt: skip
+        base = settings.models_dir / "base" / "tiny"
+        torch.manual_seed(0)
+        LlamaForCausalLM(config).save_pretrained(base)
+        tokenizer.save_pretrained(base)
+        write_manifest(base)
+        ids = tokenizer(train, add_special_tokens=False)["input_ids"]
+        rows = torch.from_numpy(pack(ids, 32, tokenizer.eos_token_id))
+        with start_run(settings, "tiny-finetune") as run:
+            mlflow.log_params({"eval_fraction": 0.3, "seq_len": 32})
+            mlflow.set_tag("base_model_path", str(base))
+        training_run = run.info.run_id
+
+        def build(name: str, steps: int) -> CompressReport:
+            torch.manual_seed(0)
+            model = LlamaForCausalLM(config)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+            for step in range(steps):
+                batch = rows[(step * 8) % len(rows) :][:8]
+                model(input_ids=batch, labels=batch).loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+            folder = save_candidate(
+                model, settings.models_dir / "compressed" / name,
+                {"method": "int8_dynamic", "steps": []}, base,
+            )  # fmt: skip
+            lineage = {
+                "data_snapshot": snapshot, "feature_view": "document_chunks",
+                "base_model": "tiny", "base_model_sha256": manifest_digest(base),
+                "training_run": training_run, "compression_method": "int8-dynamic",
+            }  # fmt: skip
+            with start_run(settings, f"compress-{name}") as compress_run:
+                mlflow.log_artifacts(str(folder), artifact_path="model")
+                mlflow.set_tags({**lineage, "chosen": "int8-dynamic"})
+            row = CandidateRow(
+                name="int8-dynamic", method="int8_dynamic", folder=str(folder), size_bytes=1,
+                parameters=1, latency_ms_p50=1.0, tokens_per_s=1.0, perplexity=1.0,
+            )  # fmt: skip
+            return CompressReport(
+                run_id=compress_run.info.run_id, source_run_id=training_run,
+                snapshot_id=snapshot, baseline=row.model_copy(update={"name": "uncompressed"}),
+                candidates=[row], chosen="int8-dynamic", lineage=lineage,
+            )  # fmt: skip
+
+        yield build
+    torch.set_num_threads(threads)
+
+
+def paused_run_id(started: float, timeout: float = 60) -> UUID:
+    state = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    while time.monotonic() - started < timeout:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["promote_model"])),
+                flow_run_filter=FlowRunFilter(state=state),
+            )
+        if runs:
+            return runs[0].id
+        time.sleep(0.5)
+    raise TimeoutError("the promote_model run never paused")
+
+
+def run_and_answer(
+    params: PromoteParams, answer: dict[str, object] | None
+) -> PromoteReport | BaseException:
+    """The flow in a thread; answer its pause as the Prefect UI does (None: never answer)."""
+    outcome: list[PromoteReport | BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(promote_model(params))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    flow_run_id = paused_run_id(time.monotonic())
+    with get_client(sync_client=True) as client:  # what the UI shows: the question and form
+        state = client.read_flow_run(flow_run_id).state
+    assert state and state.state_details.run_input_keyset
+    keys = state.state_details.run_input_keyset
+    assert "to champion?" in read_flow_run_input(keys["description"], flow_run_id)
+    schema = read_flow_run_input(keys["schema"], flow_run_id)
+    assert {"approve", "reviewer", "reason"} <= set(schema["properties"])
+    if answer is not None:
+        resume_flow_run(flow_run_id, run_input=answer)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    return outcome[0]
+
+
+def test_a_person_approves_or_rejects_and_the_decision_is_recorded(
+    prefect_harness, make_report
+) -> None:
+    name, settings = "reviewed", get_settings()
+    params = dict(model_name=name, require_approval=True, approval_poll_s=1)
+
+    approved = run_and_answer(
+        PromoteParams(compress_report=make_report("first", 8), **params),
+        {"approve": True, "reviewer": "ada", "reason": "lower bits/byte, samples read well"},
+    )
+    assert isinstance(approved, PromoteReport), approved
+    assert approved.promoted and approved.champion == approved.version == "1"
+    assert approved.approval and approved.approval.reviewer == "ada"
+    assert approved.approval.reason == "lower bits/byte, samples read well"
+    assert "approved by ada: lower bits/byte, samples read well" in approved.reasons
+
+    rejected = run_and_answer(
+        PromoteParams(compress_report=make_report("second", 30), **params),
+        {"approve": False, "reviewer": "grace", "reason": "wait for the canary"},
+    )
+    assert isinstance(rejected, PromoteReport), rejected
+    assert rejected.approval and not rejected.approval.approve
+    assert not rejected.promoted and (rejected.champion, rejected.challenger) == ("1", "2")
+    assert rejected.reasons[-1] == "rejected by grace: wait for the canary"
+
+    registry = model_registry(settings)
+    assert registry.version_tags(name, "1")["reviewer"] == "ada"
+    tags = registry.version_tags(name, "2")
+    assert (tags["approval"], tags["reviewer"], tags["review_reason"]) == (
+        "rejected", "grace", "wait for the canary",
+    )  # fmt: skip
+    promoted = [c for c in alias_history(name, settings) if c.alias == CHAMPION]
+    assert [(c.version, c.actor) for c in promoted] == [("1", "ada")]
+
+    # Nobody answers in time: the run fails saying so, and the champion stays.
+    unanswered = run_and_answer(
+        PromoteParams(
+            compress_report=make_report("third", 30), **{**params, "approval_timeout_s": 2}
+        ),
+        None,
+    )
+    assert isinstance(unanswered, FlowPauseTimeout)
+    assert "v3 stays challenger and the champion is unchanged" in str(unanswered)
+    assert registry.aliases(name) == {CHAMPION: "1", CHALLENGER: "3"}
+    assert registry.version_tags(name, "3")["approval"] == "no decision"
+
+    with get_client(sync_client=True) as client:
+        keys = ArtifactFilterKey(any_=["promotion-report", f"alias-history-{name}"])
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=keys))
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["promote_model"])),
+            sort=FlowRunSort.START_TIME_ASC,
+        )
+    assert {a.key for a in found} == {"promotion-report", f"alias-history-{name}"}
+    assert [r.state.type for r in runs if r.state] == [StateType.COMPLETED] * 2 + [StateType.FAILED]
+
+
+def test_rollback_flow_puts_the_previous_champion_back(prefect_harness, make_report) -> None:
+    name, settings = "rolled", get_settings()
+    for steps in (8, 30):  # two champions, the second better
+        report = promote_model(PromoteParams(compress_report=make_report(f"r{steps}", steps),
+                                             model_name=name))  # fmt: skip
+        assert report.promoted
+    change = rollback_model(
+        RollbackParams(model_name=name, reason="p99 latency", requested_by="bob")
+    )
+    assert (change.version, change.previous, change.actor) == ("1", "2", "bob")
+    assert model_registry(settings).aliases(name)[CHAMPION] == "1"
+    with pytest.raises(ValueError, match="no previous champion"):
+        rollback_model(RollbackParams(model_name=name))
+    assert [c.action for c in alias_history(name, settings)][-1] == "rollback"
+
+
+def test_a_run_id_is_enough_to_promote(prefect_harness, make_report) -> None:
+    report = make_report("by-id", 8)
+    promoted = promote_model(PromoteParams(compress_run_id=report.run_id, model_name="by-id"))
+    assert promoted.promoted and promoted.version == "1"
+    assert Path(get_settings().models_dir / "registry" / "by-id" / "1").is_dir()

@@ -1,0 +1,303 @@
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from pydoc_data.topics import topics
+
+import mlflow
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from tasks.base_model import train_tokenizer
+from tasks.clients.registry import DIGEST_TAG, model_registry
+from tasks.clients.tracking import start_run
+from tasks.compress_report import UNCOMPRESSED, CandidateRow, CompressReport
+from tasks.compression.quantize import quantize_dynamic_int8
+from tasks.compression.store import save_candidate
+from tasks.core.sequences import pack
+from tasks.evaluate import bits_per_byte, held_out_texts, load_model_folder
+from tasks.ingest import IngestParams, ingest_folder
+from tasks.manifest import MANIFEST, manifest_digest, write_manifest
+from tasks.registry import (
+    CHALLENGER,
+    CHAMPION,
+    alias_history,
+    apply_decision,
+    candidate_from_run,
+    decide_promotion,
+    evaluate_models,
+    register_candidate,
+    rollback_champion,
+)
+from tasks.registry_report import Candidate
+from tasks.settings import Settings, get_settings
+from tasks.train_prepare import split_snapshot
+
+pytestmark = pytest.mark.integration
+
+SEQ_LEN = 32
+EVAL_FRACTION = 0.3
+
+
+@dataclass
+class World:
+    """A snapshot, a tiny base model with its own tokenizer, and the training run over them."""
+
+    settings: Settings
+    snapshot: str
+    base_dir: Path
+    training_run: str
+    config: LlamaConfig
+    rows: torch.Tensor  # packed training rows
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("registry")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only adds contention (100x here)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMOPS_HOME", str(root / "state"))
+        settings = get_settings()
+        docs = root / "docs"
+        docs.mkdir()
+        for name in sorted(topics)[:40]:
+            (docs / f"{name}.txt").write_text(topics[name])
+        snapshot = ingest_folder(docs, IngestParams(), settings).snapshot_id
+        _, train, _ = split_snapshot(settings, snapshot, EVAL_FRACTION)
+        tokenizer = train_tokenizer(train["text"], 300)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+            max_position_embeddings=64, eos_token_id=tokenizer.eos_token_id,
+        )  # fmt: skip
+        base_dir = settings.models_dir / "base" / "tiny"
+        torch.manual_seed(0)
+        LlamaForCausalLM(config).save_pretrained(base_dir)
+        tokenizer.save_pretrained(base_dir)
+        write_manifest(base_dir)
+        ids = tokenizer(train["text"].tolist(), add_special_tokens=False)["input_ids"]
+        rows = torch.from_numpy(pack(ids, SEQ_LEN, tokenizer.eos_token_id))
+        with start_run(settings, "tiny-finetune") as run:
+            mlflow.log_params({"eval_fraction": EVAL_FRACTION, "seq_len": SEQ_LEN})
+            mlflow.set_tags({"base_model_path": str(base_dir), "data_snapshot": snapshot})
+        yield World(settings, snapshot, base_dir, run.info.run_id, config, rows)
+    torch.set_num_threads(threads)
+
+
+def trained(world: World, steps: int) -> LlamaForCausalLM:
+    """The base weights after `steps` of full training: more steps, fewer bits per byte."""
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(world.config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for step in range(steps):
+        batch = world.rows[(step * 8) % len(world.rows) :][:8]
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+def compressed(
+    world: World, name: str, steps: int, gate_passed: bool = True, quantized: bool = False
+) -> CompressReport:
+    """A compression run whose chosen candidate (logged as its `model`) is a trained model,
+    int8-quantized if asked (its loading then rebuilds int8 modules from the recipe)."""
+    folder = world.settings.models_dir / "compressed" / name
+    model = trained(world, steps)
+    recipe_steps = [quantize_dynamic_int8(model)] if quantized else []
+    save_candidate(model, folder, {"method": "int8_dynamic", "steps": recipe_steps},
+                   world.base_dir)  # fmt: skip
+    chosen = "int8-dynamic" if gate_passed else UNCOMPRESSED
+    lineage = {
+        "data_snapshot": world.snapshot, "feature_view": "document_chunks",
+        "base_model": "tiny", "base_model_path": str(world.base_dir),
+        "base_model_sha256": manifest_digest(world.base_dir), "training_run": world.training_run,
+        "training_method": "full", "compression_method": chosen,
+    }  # fmt: skip
+    with start_run(world.settings, f"compress-{name}") as run:
+        mlflow.log_artifacts(str(folder), artifact_path="model")
+        mlflow.set_tags({**lineage, "chosen": chosen})
+    row = CandidateRow(
+        name="int8-dynamic", method="int8_dynamic", folder=str(folder), size_bytes=1,
+        parameters=1, latency_ms_p50=1.0, tokens_per_s=1.0, perplexity=1.0,
+    )  # fmt: skip
+    baseline = row.model_copy(update={"name": UNCOMPRESSED, "method": "none"})
+    return CompressReport(
+        run_id=run.info.run_id, source_run_id=world.training_run, snapshot_id=world.snapshot,
+        baseline=baseline, candidates=[row], chosen=chosen, lineage=lineage,
+    )  # fmt: skip
+
+
+def promote(world: World, report: CompressReport, name: str, margin: float = 0.0):
+    candidate = Candidate.from_report(report)
+    registered = register_candidate(candidate, name, world.settings, "test")
+    evaluation = evaluate_models(candidate, registered, world.settings)
+    decision = decide_promotion(evaluation, candidate.gate_passed, margin)
+    return apply_decision(registered, evaluation, decision, None, world.settings, "test")
+
+
+def test_versions_carry_lineage_aliases_move_and_every_change_is_recorded(world: World) -> None:
+    name, settings = "assistant", world.settings
+    registry = model_registry(settings)
+
+    first = promote(world, compressed(world, "first", steps=10), name)
+    assert first.version == "1" and first.promoted and first.parent_version == "none"
+    assert first.evaluation.candidate_bpb < first.evaluation.base_bpb
+    assert first.evaluation.champion_bpb is None
+    assert any("no champion yet" in r for r in first.reasons)
+    assert (first.champion, first.challenger) == ("1", None)
+    tags = registry.version_tags(name, "1")
+    assert tags["data_snapshot"] == world.snapshot and tags["training_run"] == world.training_run
+    assert tags["feature_view"] == "document_chunks" and tags["base_model"] == "tiny"
+    assert tags["base_model_sha256"] == manifest_digest(world.base_dir)
+    assert tags["compression_method"] == "int8-dynamic" and tags["parent_version"] == "none"
+    assert tags[DIGEST_TAG] == manifest_digest(settings.models_dir / "compressed" / "first")
+    assert tags["decision"] == "promoted"
+
+    # Worse than the champion (fewer steps): registered as challenger, not promoted.
+    worse = promote(world, compressed(world, "worse", steps=3), name)
+    assert (worse.version, worse.parent_version, worse.promoted) == ("2", "1", False)
+    assert worse.evaluation.champion_version == "1"
+    assert worse.evaluation.candidate_bpb > worse.evaluation.champion_bpb
+    assert any("does not beat the champion v1" in r for r in worse.reasons)
+    assert (worse.champion, worse.challenger) == ("1", "2")
+
+    # Better than both, found through the compression run id alone (the UI's way in).
+    better = compressed(world, "better", steps=30, quantized=True)
+    candidate = candidate_from_run(better.run_id, settings)
+    assert candidate.model_dump(exclude={"folder"}) == Candidate.from_report(better).model_dump(
+        exclude={"folder"}
+    )
+    too_strict = decide_promotion(
+        evaluate_models(candidate, register_candidate(candidate, name, settings, "test"),
+                        settings), True, 0.9,
+    )  # fmt: skip
+    assert not too_strict.promote and "90.00% required" in " ".join(too_strict.reasons)
+    third = promote(world, better, name)  # the same files: version 3 again, not a 4th
+    assert (third.version, third.parent_version, third.promoted) == ("3", "1", True)
+    assert (third.champion, third.challenger) == ("3", None)
+
+    again = promote(world, better, name)  # re-running changes nothing
+    assert (again.version, again.promoted, again.changes) == ("3", False, [])
+    assert again.reasons == ["v3 is already the champion"]
+
+    # Roll back twice: 3 -> 1, then nothing before 1.
+    change = rollback_champion(name, "canary errors", "oncall", settings)
+    assert (change.version, change.previous, change.action) == ("1", "3", "rollback")
+    assert registry.aliases(name)[CHAMPION] == "1"
+    with pytest.raises(ValueError, match="no previous champion to roll back to"):
+        rollback_champion(name, "again", "oncall", settings)
+
+    history = alias_history(name, settings)
+    assert [(c.alias, c.action, c.previous, c.version) for c in history] == [
+        (CHALLENGER, "register", "none", "1"),
+        (CHAMPION, "promote", "none", "1"),
+        (CHALLENGER, "clear", "1", "none"),
+        (CHALLENGER, "register", "none", "2"),
+        (CHALLENGER, "register", "2", "3"),
+        (CHAMPION, "promote", "1", "3"),
+        (CHALLENGER, "clear", "3", "none"),
+        (CHAMPION, "rollback", "3", "1"),
+    ]
+    assert [c.at for c in history] == sorted(c.at for c in history)
+    promoted = history[5]
+    assert promoted.actor == "test" and "beats the champion v1" in promoted.reason
+    assert set(promoted.metrics) == {"candidate_bpb", "base_bpb", "champion_bpb"}
+    assert (history[-1].actor, history[-1].reason) == ("oncall", "canary errors")
+    runs = mlflow.MlflowClient(settings.tracking_uri).search_runs(
+        [mlflow.MlflowClient(settings.tracking_uri).get_experiment_by_name("model-aliases")
+         .experiment_id], filter_string=f"tags.model = '{name}'",
+    )  # fmt: skip
+    assert len(runs) == len(history)  # each change is its own MLflow run
+
+
+def test_a_model_that_failed_the_gate_is_registered_but_never_promoted(world: World) -> None:
+    report = promote(world, compressed(world, "ungated", 5, gate_passed=False), "gated")
+    assert report.version == "1" and not report.promoted
+    assert report.evaluation.candidate_bpb < report.evaluation.base_bpb  # better, yet refused
+    assert "did not pass the compression gate" in report.reasons[0]
+    assert (report.champion, report.challenger) == (None, "1")
+    with pytest.raises(ValueError, match="has no champion"):
+        rollback_champion("gated", "why not", "oncall", world.settings)
+
+
+def test_tampered_or_replaced_files_are_refused_before_loading(world: World) -> None:
+    settings, registry = world.settings, model_registry(world.settings)
+    promote(world, compressed(world, "tamper", 1), "tampered")
+    local = settings.models_dir / "registry" / "tampered" / "1"
+    assert registry.download_verified("tampered", "1") == local
+    (local / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ValueError, match=r"config\.json: sha256 does not match"):
+        registry.download_verified("tampered", "1")
+    shutil.rmtree(local)
+
+    # The stored artifact itself: changed files, then a manifest rewritten to match them.
+    run_id = registry.client.get_model_version("tampered", "1").run_id
+    source_dir = Path(registry.client.get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    source_dir /= "model"
+    assert manifest_digest(source_dir) == registry.version_tags("tampered", "1")[DIGEST_TAG]
+    (source_dir / "compression.json").write_text('{"method": "x", "steps": []}')
+    with pytest.raises(ValueError, match=r"compression\.json: sha256 does not match"):
+        registry.download_verified("tampered", "1")
+    assert not local.exists() and list(local.parent.iterdir()) == []  # nothing half-copied
+    write_manifest(source_dir)
+    with pytest.raises(ValueError, match="not the manifest recorded at registration"):
+        registry.download_verified("tampered", "1")
+    assert not local.exists()
+
+
+def test_each_kind_of_model_folder_loads_verified(world: World, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    texts = held_out_texts(world.settings, world.snapshot, EVAL_FRACTION)
+    base, tokenizer = load_model_folder(world.base_dir)
+    base_bpb = bits_per_byte(base, tokenizer, texts, SEQ_LEN)
+
+    # A LoRA adapter starts as the identity: the same score as its base.
+    adapter = tmp_path / "adapter"
+    get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", r=2)).save_pretrained(adapter)
+    assert json.loads((adapter / "adapter_config.json").read_text())[
+        "base_model_name_or_path"
+    ] == str(world.base_dir)
+    tokenizer.save_pretrained(adapter)
+    write_manifest(adapter)
+    model, _ = load_model_folder(adapter)
+    assert bits_per_byte(model, tokenizer, texts, SEQ_LEN) == pytest.approx(base_bpb)
+
+    # Pickle weights: refused unless allowed, and then read as plain tensors.
+    pickled = tmp_path / "pickled"
+    shutil.copytree(world.base_dir, pickled, ignore=shutil.ignore_patterns("*.safetensors"))
+    fresh, _ = load_model_folder(world.base_dir)
+    torch.save(fresh.state_dict(), pickled / "pytorch_model.bin")
+    write_manifest(pickled)
+    with pytest.raises(ValueError, match="pickle format"):
+        load_model_folder(pickled)
+    model, _ = load_model_folder(pickled, allow_pickle=True)
+    assert bits_per_byte(model, tokenizer, texts, SEQ_LEN) == pytest.approx(base_bpb)
+
+    unverified = tmp_path / "unverified"
+    shutil.copytree(world.base_dir, unverified)
+    (unverified / MANIFEST).unlink()
+    with pytest.raises(ValueError, match="no manifest"):
+        load_model_folder(unverified)
+
+
+def test_bits_per_byte_of_a_uniform_model_is_log2_vocab_per_predicted_token(
+    world: World,
+) -> None:
+    model, tokenizer = load_model_folder(world.base_dir)
+    with torch.no_grad():  # uniform next-token distribution: every token costs ln(V) nats
+        for p in model.lm_head.parameters():
+            p.zero_()
+    texts = held_out_texts(world.settings, world.snapshot, EVAL_FRACTION)
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    tokens = sum(len(x) + 1 for x in ids)  # each text ends with EOS
+    full, tail = divmod(tokens, SEQ_LEN)  # the first token of a row has no context: unscored
+    predicted = full * (SEQ_LEN - 1) + max(tail - 1, 0)
+    expected = predicted * math.log2(len(tokenizer)) / sum(len(t.encode()) for t in texts)
+    assert bits_per_byte(model, tokenizer, texts, SEQ_LEN) == pytest.approx(expected, rel=1e-4)
+    assert AutoTokenizer.from_pretrained(world.base_dir).eos_token_id == tokenizer.eos_token_id
