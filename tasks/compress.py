@@ -22,7 +22,13 @@ from tasks.compress_prepare import (
     measure_data,
     resolve_source,
 )
-from tasks.compress_report import UNCOMPRESSED, CandidateRow, CompressReport, comparison_markdown
+from tasks.compress_report import (
+    EXPERIMENT,
+    UNCOMPRESSED,
+    CandidateRow,
+    CompressReport,
+    comparison_markdown,
+)
 from tasks.compression import lowrank, prune, quantize
 from tasks.compression.measure import measure
 from tasks.compression.store import load_candidate, save_candidate
@@ -102,7 +108,7 @@ def compress(params: CompressParams, settings: Settings) -> CompressReport:
     source = resolve_source(settings, params.source_run_id)
     data = measure_data(settings, source, params.calibration_rows)
     finetuned = load_finetuned(source)
-    with start_run(settings, f"compress-{source.run_id[:8]}", experiment="compress") as run:
+    with start_run(settings, f"compress-{source.run_id[:8]}", experiment=EXPERIMENT) as run:
         out = settings.models_dir / "compressed" / run.info.run_id
         folders = (source.base_path, source.folder) if source.adapter else (source.folder,)
         baseline = _row(UNCOMPRESSED, "none", finetuned, data, folders, params)
@@ -141,7 +147,7 @@ def _candidate(
 ) -> CandidateRow:
     """Build, save, reload from disk (what is measured is what was saved), train if asked."""
     model = load_candidate(reference)
-    with start_run(settings, method, experiment="compress", nested=True) as child:
+    with start_run(settings, method, experiment=EXPERIMENT, nested=True) as child:
         train = {"batch_size": source.batch_size, "seq_len": source.seq_len,
                  "learning_rate": params.learning_rate}  # fmt: skip
         if method == "distill":

@@ -3,6 +3,7 @@ candidate is measured on."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import mlflow
 import numpy as np
 import torch
 
-from tasks.clients.tracking import EXPERIMENT, connect
+from tasks.clients.tracking import EXPERIMENT, connect, latest_run_with
 from tasks.core.sequences import pack
 from tasks.manifest import verify_manifest
+from tasks.model_files import copy_verified
 from tasks.settings import Settings
 from tasks.train_prepare import split_snapshot
 
@@ -43,30 +45,19 @@ class MeasureData:
 def resolve_source(settings: Settings, run_id: str | None) -> Source:
     """The fine-tuning run (the latest finished one if none is named), its model verified."""
     client = connect(settings)
+    run_id = run_id or latest_run_with(client, EXPERIMENT, "data_snapshot")
     if run_id is None:
-        experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-        runs = (
-            client.search_runs(
-                [experiment.experiment_id],
-                "attributes.status = 'FINISHED'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
-            )
-            if experiment
-            else []
-        )
-        if not runs:
-            raise ValueError("no finished fine-tuning run to compress: run finetune_model first")
-        run_id = runs[0].info.run_id
+        raise ValueError("no finished fine-tuning run to compress: run finetune_model first")
     run = client.get_run(run_id)
     if "data_snapshot" not in run.data.tags:
         raise ValueError(f"MLflow run {run_id} is not a fine-tuning run (no data_snapshot tag)")
     folder = settings.models_dir / "finetuned" / run_id
-    if not folder.exists():
-        mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="model", dst_path=str(folder.parent / f"{run_id}.dl")
-        )
-        (folder.parent / f"{run_id}.dl" / "model").rename(folder)
+    if not folder.exists():  # trained elsewhere: fetch it, streamed and verified
+        with tempfile.TemporaryDirectory() as tmp:
+            fetched = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="model", dst_path=tmp
+            )
+            copy_verified(Path(fetched), folder, settings.allow_pickle)
     verify_manifest(folder, allow_pickle=settings.allow_pickle)
     params = run.data.params
     return Source(

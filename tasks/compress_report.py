@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 UNCOMPRESSED = "uncompressed"
+EXPERIMENT = "compress"  # MLflow experiment of compression runs
 
 
 class CandidateRow(BaseModel):

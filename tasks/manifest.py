@@ -33,8 +33,9 @@ def manifest_digest(folder: Path) -> str:
     return sha256_file(folder / MANIFEST)
 
 
-def verify_manifest(folder: Path, allow_pickle: bool = False) -> dict[str, str]:
-    """Refuse a folder whose files differ from its manifest, or that holds pickle weights."""
+def checked_manifest(folder: Path, allow_pickle: bool = False) -> dict[str, str]:
+    """The folder's manifest, once its file list matches the folder's and it names no pickle
+    weights (unless allowed); the hashes are for the caller to check."""
     path = folder / MANIFEST
     if not path.exists():
         raise ValueError(f"{folder} has no {MANIFEST}: refusing to load unverified files")
@@ -49,9 +50,16 @@ def verify_manifest(folder: Path, allow_pickle: bool = False) -> dict[str, str]:
             f"{folder}: files differ from the manifest (extra {sorted(present - set(expected))}, "
             f"missing {sorted(set(expected) - present)})"
         )
+    pickles = [name for name in expected if name.endswith(PICKLE_SUFFIXES)]
+    if pickles and not allow_pickle:
+        raise ValueError(f"{folder}: {pickles} in pickle format; only safetensors are loaded")
+    return expected
+
+
+def verify_manifest(folder: Path, allow_pickle: bool = False) -> dict[str, str]:
+    """Refuse a folder whose files differ from its manifest, or that holds pickle weights."""
+    expected = checked_manifest(folder, allow_pickle)
     for name, digest in expected.items():
         if sha256_file(folder / name) != digest:
             raise ValueError(f"{folder / name}: sha256 does not match the manifest")
-        if name.endswith(PICKLE_SUFFIXES) and not allow_pickle:
-            raise ValueError(f"{folder / name} is a pickle format; only safetensors are loaded")
     return expected

@@ -7,14 +7,13 @@ Nothing here holds a whole file in memory, so a model of any size is copied in a
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tasks.manifest import MANIFEST, PICKLE_SUFFIXES, sha256_file
+from tasks.manifest import MANIFEST, PICKLE_SUFFIXES, checked_manifest, sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -54,20 +53,7 @@ def copy_verified(
             f"{manifest_path} is not the manifest recorded at registration "
             f"(digest {expected_digest[:12]}...): refusing the whole folder"
         )
-    expected: dict[str, str] = json.loads(manifest_path.read_text())
-    present = {
-        p.relative_to(src_dir).as_posix()
-        for p in src_dir.rglob("*")
-        if p.is_file() and p.name != MANIFEST
-    }
-    if present != set(expected):
-        raise ValueError(
-            f"{src_dir}: files differ from the manifest (extra {sorted(present - set(expected))}"
-            f", missing {sorted(set(expected) - present)})"
-        )
-    pickles = [name for name in expected if name.endswith(PICKLE_SUFFIXES)]
-    if pickles and not allow_pickle:
-        raise ValueError(f"{src_dir}: pickle-format files {pickles}; only safetensors are loaded")
+    expected = checked_manifest(src_dir, allow_pickle)
     dst_dir.parent.mkdir(parents=True, exist_ok=True)
     # Stage beside the destination (same filesystem) so the final rename is atomic.
     staging = Path(tempfile.mkdtemp(prefix=f".{dst_dir.name}.", dir=dst_dir.parent))

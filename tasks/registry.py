@@ -15,6 +15,8 @@ from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
 
 from tasks.clients.registry import DIGEST_TAG, NONE, AliasChange, model_registry
+from tasks.clients.tracking import latest_run_with
+from tasks.compress_report import EXPERIMENT as COMPRESS_EXPERIMENT
 from tasks.core import promotion
 from tasks.evaluate import bits_per_byte, held_out_texts, load_model_folder
 from tasks.manifest import manifest_digest
@@ -38,21 +40,9 @@ def candidate_from_run(run_id: str | None, settings: Settings) -> Candidate:
     """From the tags the compression stage sets on its run (lineage and `chosen`); no id = the
     latest finished compression."""
     client = model_registry(settings).client
+    run_id = run_id or latest_run_with(client, COMPRESS_EXPERIMENT, "chosen")
     if run_id is None:
-        experiment = client.get_experiment_by_name("compress")
-        runs = (
-            client.search_runs(
-                [experiment.experiment_id],
-                "attributes.status = 'FINISHED'",
-                order_by=["attributes.start_time DESC"],
-            )
-            if experiment
-            else []
-        )
-        chosen = [r for r in runs if "chosen" in r.data.tags]  # not the per-candidate children
-        if not chosen:
-            raise ValueError("no finished compression run to promote: run compress_model first")
-        run_id = chosen[0].info.run_id
+        raise ValueError("no finished compression run to promote: run compress_model first")
     return Candidate.from_run_tags(run_id, client.get_run(run_id).data.tags)
 
 

@@ -31,3 +31,18 @@ def start_run(
 ) -> mlflow.ActiveRun:
     experiment_id = use_experiment(settings, experiment)
     return mlflow.start_run(run_name=run_name, experiment_id=experiment_id, nested=nested)
+
+
+def latest_run_with(client: mlflow.MlflowClient, experiment: str, tag: str) -> str | None:
+    """The newest finished run of `experiment` that carries `tag` (a stage's own runs do; their
+    nested per-candidate children do not)."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        "attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=200,
+    )
+    return next((r.info.run_id for r in runs if tag in r.data.tags), None)

@@ -5,12 +5,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from pydoc_data.topics import topics
 from uuid import UUID
 
-import mlflow
 import pytest
-import torch
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -26,92 +23,24 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import resume_flow_run
 from prefect.input.actions import read_flow_run_input
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from flows.promote import promote_model
 from flows.rollback import rollback_model
-from tasks.base_model import train_tokenizer
 from tasks.clients.registry import model_registry
-from tasks.clients.tracking import start_run
-from tasks.compress_report import CandidateRow, CompressReport
-from tasks.compression.store import save_candidate
-from tasks.core.sequences import pack
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.manifest import manifest_digest, write_manifest
 from tasks.registry import CHALLENGER, CHAMPION, alias_history
 from tasks.registry_report import PromoteParams, PromoteReport, RollbackParams
 from tasks.settings import get_settings
-from tasks.train_prepare import split_snapshot
+
+from worlds import compressed, tiny_world
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def make_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """Builds compression runs of tiny models trained for more or fewer steps on a snapshot,
-    all over one base model and one training run."""
-    root = tmp_path_factory.mktemp("approval")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: a second thread only adds contention
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LLMOPS_HOME", str(root / "state"))
-        settings = get_settings()
-        (root / "docs").mkdir()
-        for name in sorted(topics)[:30]:
-            (root / "docs" / f"{name}.txt").write_text(topics[name])
-        snapshot = ingest_folder(root / "docs", IngestParams(), settings).snapshot_id
-        train = split_snapshot(settings, snapshot, 0.3)[1]["text"].tolist()
-        tokenizer = train_tokenizer(train, 300)
-        config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-            max_position_embeddings=64,
-        )  # fmt: skip
-        base = settings.models_dir / "base" / "tiny"
-        torch.manual_seed(0)
-        LlamaForCausalLM(config).save_pretrained(base)
-        tokenizer.save_pretrained(base)
-        write_manifest(base)
-        ids = tokenizer(train, add_special_tokens=False)["input_ids"]
-        rows = torch.from_numpy(pack(ids, 32, tokenizer.eos_token_id))
-        with start_run(settings, "tiny-finetune") as run:
-            mlflow.log_params({"eval_fraction": 0.3, "seq_len": 32})
-            mlflow.set_tag("base_model_path", str(base))
-        training_run = run.info.run_id
-
-        def build(name: str, steps: int) -> CompressReport:
-            torch.manual_seed(0)
-            model = LlamaForCausalLM(config)
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-            for step in range(steps):
-                batch = rows[(step * 8) % len(rows) :][:8]
-                model(input_ids=batch, labels=batch).loss.backward()
-                optimizer.step()
-                optimizer.zero_grad()
-            folder = save_candidate(
-                model, settings.models_dir / "compressed" / name,
-                {"method": "int8_dynamic", "steps": []}, base,
-            )  # fmt: skip
-            lineage = {
-                "data_snapshot": snapshot, "feature_view": "document_chunks",
-                "base_model": "tiny", "base_model_sha256": manifest_digest(base),
-                "training_run": training_run, "compression_method": "int8-dynamic",
-            }  # fmt: skip
-            with start_run(settings, f"compress-{name}") as compress_run:
-                mlflow.log_artifacts(str(folder), artifact_path="model")
-                mlflow.set_tags({**lineage, "chosen": "int8-dynamic"})
-            row = CandidateRow(
-                name="int8-dynamic", method="int8_dynamic", folder=str(folder), size_bytes=1,
-                parameters=1, latency_ms_p50=1.0, tokens_per_s=1.0, perplexity=1.0,
-            )  # fmt: skip
-            return CompressReport(
-                run_id=compress_run.info.run_id, source_run_id=training_run,
-                snapshot_id=snapshot, baseline=row.model_copy(update={"name": "uncompressed"}),
-                candidates=[row], chosen="int8-dynamic", lineage=lineage,
-            )  # fmt: skip
-
-        yield build
-    torch.set_num_threads(threads)
+    """Builds compression runs of a tiny model trained for more or fewer steps."""
+    with tiny_world(tmp_path_factory.mktemp("approval")) as world:
+        yield lambda name, steps: compressed(world, name, steps)
 
 
 def paused_run_id(started: float, timeout: float = 60) -> UUID:

@@ -1,0 +1,118 @@
+"""A tiny world for registry and promotion tests: a snapshot of pydoc topics, a tiny base
+model with its own tokenizer, a training run over them, and compression runs whose chosen
+candidate is that model trained for more or fewer steps (more steps, fewer bits per byte)."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from pydoc_data.topics import topics
+
+import mlflow
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from tasks.base_model import train_tokenizer
+from tasks.clients.tracking import start_run
+from tasks.compress_report import UNCOMPRESSED, CandidateRow, CompressReport
+from tasks.compression.quantize import quantize_dynamic_int8
+from tasks.compression.store import save_candidate
+from tasks.core.sequences import pack
+from tasks.ingest import IngestParams, ingest_folder
+from tasks.manifest import manifest_digest, write_manifest
+from tasks.settings import Settings, get_settings
+from tasks.train_prepare import split_snapshot
+
+SEQ_LEN = 32
+EVAL_FRACTION = 0.3
+
+
+@dataclass
+class World:
+    """A snapshot, a tiny base model with its own tokenizer, and the training run over them."""
+
+    settings: Settings
+    snapshot: str
+    base_dir: Path
+    training_run: str
+    config: LlamaConfig
+    rows: torch.Tensor  # packed training rows
+
+
+@contextmanager
+def tiny_world(root: Path) -> Iterator[World]:
+    """Everything under `root`, with LLMOPS_HOME pointing there while it is in use."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only adds contention (100x here)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMOPS_HOME", str(root / "state"))
+        settings = get_settings()
+        docs = root / "docs"
+        docs.mkdir()
+        for name in sorted(topics)[:40]:
+            (docs / f"{name}.txt").write_text(topics[name])
+        snapshot = ingest_folder(docs, IngestParams(), settings).snapshot_id
+        _, train, _ = split_snapshot(settings, snapshot, EVAL_FRACTION)
+        tokenizer = train_tokenizer(train["text"], 300)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+            max_position_embeddings=64, eos_token_id=tokenizer.eos_token_id,
+        )  # fmt: skip
+        base_dir = settings.models_dir / "base" / "tiny"
+        torch.manual_seed(0)
+        LlamaForCausalLM(config).save_pretrained(base_dir)
+        tokenizer.save_pretrained(base_dir)
+        write_manifest(base_dir)
+        ids = tokenizer(train["text"].tolist(), add_special_tokens=False)["input_ids"]
+        rows = torch.from_numpy(pack(ids, SEQ_LEN, tokenizer.eos_token_id))
+        with start_run(settings, "tiny-finetune") as run:
+            mlflow.log_params({"eval_fraction": EVAL_FRACTION, "seq_len": SEQ_LEN})
+            mlflow.set_tags({"base_model_path": str(base_dir), "data_snapshot": snapshot})
+        yield World(settings, snapshot, base_dir, run.info.run_id, config, rows)
+    torch.set_num_threads(threads)
+
+
+def trained(world: World, steps: int) -> LlamaForCausalLM:
+    """The base weights after `steps` of full training: more steps, fewer bits per byte."""
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(world.config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for step in range(steps):
+        batch = world.rows[(step * 8) % len(world.rows) :][:8]
+        model(input_ids=batch, labels=batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+def compressed(
+    world: World, name: str, steps: int, gate_passed: bool = True, quantized: bool = False
+) -> CompressReport:
+    """A compression run whose chosen candidate (logged as its `model`) is a trained model,
+    int8-quantized if asked (its loading then rebuilds int8 modules from the recipe)."""
+    folder = world.settings.models_dir / "compressed" / name
+    model = trained(world, steps)
+    recipe_steps = [quantize_dynamic_int8(model)] if quantized else []
+    save_candidate(model, folder, {"method": "int8_dynamic", "steps": recipe_steps},
+                   world.base_dir)  # fmt: skip
+    chosen = "int8-dynamic" if gate_passed else UNCOMPRESSED
+    lineage = {
+        "data_snapshot": world.snapshot, "feature_view": "document_chunks",
+        "base_model": "tiny", "base_model_path": str(world.base_dir),
+        "base_model_sha256": manifest_digest(world.base_dir), "training_run": world.training_run,
+        "training_method": "full", "compression_method": chosen,
+    }  # fmt: skip
+    with start_run(world.settings, f"compress-{name}") as run:
+        mlflow.log_artifacts(str(folder), artifact_path="model")
+        mlflow.set_tags({**lineage, "chosen": chosen})
+    row = CandidateRow(
+        name="int8-dynamic", method="int8_dynamic", folder=str(folder), size_bytes=1,
+        parameters=1, latency_ms_p50=1.0, tokens_per_s=1.0, perplexity=1.0,
+    )  # fmt: skip
+    baseline = row.model_copy(update={"name": UNCOMPRESSED, "method": "none"})
+    return CompressReport(
+        run_id=run.info.run_id, source_run_id=world.training_run, snapshot_id=world.snapshot,
+        baseline=baseline, candidates=[row], chosen=chosen, lineage=lineage,
+    )  # fmt: skip
