@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup nightly search test lint format bench feast-apply clean
+.PHONY: setup nightly search serve test lint format bench feast-apply clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,9 @@ test: $(STAMP)  ## lint, then unit, integration and end-to-end tests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+serve: $(STAMP)  ## serve the champion (and challenger) over HTTP on local Ray until Ctrl-C
+	$(BIN)/python -m serving
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -34,6 +34,15 @@ class Settings(BaseSettings):
         None, description="MLflow tracking server; unset = a SQLite file under `home`."
     )
     allow_pickle: bool = Field(False, description="Load pickle-format model files (unsafe).")
+    serving_api_key: SecretStr | None = Field(
+        None, description="Bearer key the serving API requires; unset = no authentication."
+    )
+    serving_max_prompt_tokens: int = Field(
+        2048, ge=1, description="Longest prompt served (tokens); the model's window caps it too."
+    )
+    serving_max_tokens: int = Field(
+        256, ge=1, description="Most tokens generated per request; larger asks are capped."
+    )
 
     @property
     def lake_dir(self) -> Path:

@@ -1,0 +1,1 @@
+"""Serving: the Ray Serve application, its request log and its metrics."""

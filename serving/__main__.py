@@ -1,0 +1,81 @@
+"""`python -m serving`: serve the registered model on local Ray (or `LLMOPS_RAY_ADDRESS`) until
+interrupted. Without --weights the champion takes all traffic and a challenger, if any, is
+served at weight 0 (reachable by pinning, `x-llmops-version`) until a canary raises it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+
+from tasks.registry import CHALLENGER, CHAMPION
+from tasks.registry_report import DEFAULT_MODEL
+
+
+def weights_from_aliases(aliases: dict[str, str]) -> dict[str, float]:
+    """Challenger first (routing order: raising its share only moves callers towards it)."""
+    champion, challenger = aliases.get(CHAMPION), aliases.get(CHALLENGER)
+    if champion is None:
+        raise ValueError("the model has no champion yet: promote a version first (promote flow)")
+    weights = {challenger: 0.0} if challenger and challenger != champion else {}
+    return {**weights, champion: 100.0}
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """'4=10,3=90' -> {'4': 10.0, '3': 90.0}"""
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError(f"weights look like 4=10,3=90, not {text!r}")
+    return {version.strip(): float(weight) for version, weight in pairs}
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="registered model name")
+    parser.add_argument("--weights", type=parse_weights, help="version=weight,... (routing order)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--name", default="llmops", help="Serve application name")
+    parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument("--batch-wait-ms", type=float, default=10.0)
+    parser.add_argument("--model-cpus", type=float, default=1.0, help="CPUs per model replica")
+    args = parser.parse_args(argv)
+
+    from ray import serve
+
+    from serving.app import deploy
+    from tasks.clients.ray_cluster import ensure_ray
+    from tasks.clients.registry import model_registry
+    from tasks.settings import get_settings
+
+    settings = get_settings()
+    try:
+        weights = args.weights or weights_from_aliases(model_registry(settings).aliases(args.model))
+    except ValueError as exc:
+        parser.exit(1, f"serving: {exc}\n")
+    started = time.perf_counter()
+    ensure_ray(settings)
+    serve.start(http_options={"host": args.host, "port": args.port})
+    deploy(
+        settings, args.model, weights, name=args.name,
+        max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_ms / 1000,
+        model_cpus=args.model_cpus,
+    )  # fmt: skip
+    url = f"http://{args.host}:{args.port}"
+    took = time.perf_counter() - started
+    print(f"serving {args.model} {weights} at {url}/v1 (up in {took:.1f} s)")
+    print(f"  try: curl {url}/v1/completions -H 'content-type: application/json' "
+          "-d '{\"prompt\": \"The with statement\"}'")  # fmt: skip
+    try:
+        threading.Event().wait()  # Serve runs in Ray's processes; this one only holds them
+    except KeyboardInterrupt:
+        if settings.ray_address:  # a cluster's app outlives this process, as Serve apps do
+            print(f"left {args.name!r} running on {settings.ray_address}; "
+                  "`serve shutdown` there stops it")  # fmt: skip
+        # A local Ray, and the app with it, ends with this process.
+
+
+if __name__ == "__main__":
+    main()

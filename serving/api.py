@@ -1,0 +1,228 @@
+"""The HTTP contract: OpenAI-compatible requests and responses, SSE chunks and JSON errors.
+
+Extensions to the OpenAI shapes: requests take `rag` and `top_k`; responses carry `version`
+(the registry version that answered) and `sources` (the passages put into the prompt).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DONE = "data: [DONE]\n\n"
+
+
+class ApiError(Exception):
+    """A request the service refuses, with its HTTP status and OpenAI-style type and code."""
+
+    def __init__(self, status: int, message: str, code: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+        self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "code": self.code}}
+
+    def __reduce__(self) -> tuple[Any, ...]:  # model deployments return it to the router
+        return (ApiError, (self.status, self.message, self.code, self.kind))
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+class _Request(BaseModel):
+    # Unknown OpenAI fields (n, top_p, ...) are ignored rather than refused: clients send them.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(None, description="The served model's name; empty = that one.")
+    max_tokens: int | None = Field(None, ge=1, description="Capped at the server's maximum.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 decodes greedily.")
+    stream: bool = False
+    user: str | None = Field(None, description="Caller id: the same user gets the same version.")
+    top_k: int = Field(4, ge=1, le=20, description="Passages retrieved when `rag` is on.")
+
+
+class CompletionRequest(_Request):
+    prompt: str = Field(min_length=1)
+    rag: bool = Field(False, description="Answer from retrieved passages (off by default).")
+
+    _check_prompt = field_validator("prompt")(_not_blank)
+
+    @property
+    def question(self) -> str:
+        return self.prompt
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatRequest(_Request):
+    messages: list[Message] = Field(min_length=1)
+    rag: bool | None = Field(
+        None,
+        description="Retrieve passages for the last user message; empty = on, and then while "
+        "nothing is indexed the answer comes without them.",
+    )
+
+    @field_validator("messages")
+    @classmethod
+    def _ends_with_a_question(cls, messages: list[Message]) -> list[Message]:
+        if messages[-1].role != "user" or not messages[-1].content.strip():
+            raise ValueError("the last message must be a non-empty user message")
+        return messages
+
+    @property
+    def question(self) -> str:
+        return self.messages[-1].content
+
+
+GenerationRequest = CompletionRequest | ChatRequest
+
+
+class WeightsUpdate(BaseModel):
+    """`POST /admin/weights`: {version: weight}, in routing order (the challenger first)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, float] = Field(min_length=1)
+
+
+def parse_request(kind: type[BaseModel], raw: bytes) -> Any:
+    """The validated request, or an ApiError: 400 for malformed JSON, 422 for a wrong shape."""
+    try:
+        return kind.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+        if any(e["type"] == "json_invalid" for e in errors) or not raw.strip():
+            raise ApiError(400, f"the body is not valid JSON: {errors[0]['msg']}",
+                           "invalid_json") from None  # fmt: skip
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors)
+        raise ApiError(422, detail, "invalid_request") from None
+
+
+class Source(BaseModel):
+    doc_id: str
+    source: str
+    score: float
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Generation(BaseModel):
+    """What a model deployment returns for one request (the router adds the envelope)."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: Literal["stop", "length"]
+    sources: list[Source] = []
+
+    def usage(self) -> Usage:
+        total = self.prompt_tokens + self.completion_tokens
+        return Usage(prompt_tokens=self.prompt_tokens,
+                     completion_tokens=self.completion_tokens, total_tokens=total)  # fmt: skip
+
+
+class StreamStart(BaseModel):
+    """The first event of a streamed answer; text deltas (str) and a final Generation follow."""
+
+    prompt_tokens: int
+    sources: list[Source] = []
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: Message
+    finish_reason: str | None
+
+
+class _Response(BaseModel):
+    id: str
+    created: int
+    model: str
+    usage: Usage
+    version: str
+    sources: list[Source]
+
+
+class CompletionResponse(_Response):
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]
+
+
+class ChatResponse(_Response):
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice]
+
+
+def new_id(kind: type[BaseModel]) -> str:
+    prefix = "chatcmpl" if kind is ChatRequest else "cmpl"
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def response(
+    request: GenerationRequest, out: Generation, rid: str, model: str, version: str
+) -> _Response:
+    common = {"id": rid, "created": int(time.time()), "model": model, "usage": out.usage(),
+              "version": version, "sources": out.sources}  # fmt: skip
+    if isinstance(request, ChatRequest):
+        message = Message(role="assistant", content=out.text)
+        choice = ChatChoice(message=message, finish_reason=out.finish_reason)
+        return ChatResponse(choices=[choice], **common)
+    return CompletionResponse(choices=[CompletionChoice(text=out.text,
+                              finish_reason=out.finish_reason)], **common)  # fmt: skip
+
+
+def sse(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+def stream_chunk(
+    request: GenerationRequest,
+    rid: str,
+    model: str,
+    version: str,
+    text: str | None,
+    finish_reason: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """One SSE event of a streamed answer: the first chat chunk carries the role, the last one
+    the finish reason (and, as extensions, usage and sources)."""
+    chat = isinstance(request, ChatRequest)
+    if chat:
+        delta: dict[str, Any] = {} if text is None else {"content": text}
+        if text == "":
+            delta = {"role": "assistant", "content": ""}
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    else:
+        choice = {"index": 0, "text": text or "", "finish_reason": finish_reason}
+    payload = {
+        "id": rid,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "version": version,
+        "choices": [choice],
+        **(extra or {}),
+    }
+    return sse(payload)

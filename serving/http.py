@@ -1,0 +1,275 @@
+"""The router's HTTP side: FastAPI routes, auth, version choice, and for every generation
+request (answered, refused or failed) a request-log row and a metrics observation."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from serving.api import (
+    DONE,
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    Generation,
+    StreamStart,
+    WeightsUpdate,
+    new_id,
+    parse_request,
+    response,
+    sse,
+    stream_chunk,
+)
+from tasks.core.routing import UnknownVersion, choose_version
+
+logger = logging.getLogger(__name__)
+VERSION_HEADER, SESSION_HEADER = "x-llmops-version", "x-llmops-session"
+REQUEST_ID_HEADER = "x-llmops-request-id"  # the request log's key, also on refusals
+NO_VERSION = "none"  # requests refused before a version was chosen
+
+
+@dataclass
+class Record:
+    """One request on its way to the request log and the metrics."""
+
+    request_id: str
+    route: str
+    started: float = field(default_factory=time.perf_counter)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    version: str = NO_VERSION
+    status: int = 200
+    prompt: str = ""
+    response: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    session: str | None = None
+    sources: list[dict[str, Any]] | None = None
+
+    def answered(self, out: Generation) -> None:
+        self.response, self.prompt_tokens = out.text, out.prompt_tokens
+        self.completion_tokens = out.completion_tokens
+        self.sources = [s.model_dump() for s in out.sources]
+
+    def refused(self, error: ApiError) -> None:
+        self.status, self.error = error.status, error.message
+
+    def headers(self) -> dict[str, str]:
+        chosen = {VERSION_HEADER: self.version} if self.version != NO_VERSION else {}
+        return {REQUEST_ID_HEADER: self.request_id, **chosen}
+
+
+class Gateway:
+    def __init__(self, router: Any) -> None:
+        self.router = router  # weights change under us (reconfigure): read them per request
+
+    def authorize(self, request: Request) -> None:
+        key = self.router.api_key
+        if key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), key.encode()):
+            raise ApiError(401, "a valid API key is required: Authorization: Bearer <key>",
+                           "invalid_api_key", "authentication_error")  # fmt: skip
+
+    async def generate(self, kind: type, http: Request) -> Response:
+        rec = Record(new_id(kind), http.url.path)
+        streaming = False
+        try:
+            self.authorize(http)
+            req = parse_request(kind, await http.body())
+            rec.prompt = req.question
+            if req.model not in (None, self.router.model_name):
+                raise ApiError(404, f"model {req.model!r} is not served here; this service "
+                               f"serves {self.router.model_name!r}", "model_not_found")  # fmt: skip
+            rec.session = http.headers.get(SESSION_HEADER) or req.user
+            rec.version = self.choose(http.headers.get(VERSION_HEADER), rec.session)
+            server = self.router.servers[rec.version]
+            if req.stream:
+                events = server.options(stream=True).stream.remote(req)
+                first = await events.__anext__()
+                if isinstance(first, ApiError):
+                    raise first
+                streaming = True
+                return StreamingResponse(
+                    self.events(req, rec, first, events), media_type="text/event-stream",
+                    headers={**rec.headers(), "cache-control": "no-cache"},
+                )  # fmt: skip
+            out = await server.complete.remote(req)
+            if isinstance(out, ApiError):
+                raise out
+            rec.answered(out)
+            body = response(req, out, rec.request_id, self.router.model_name, rec.version)
+            return JSONResponse(body.model_dump(), headers=rec.headers())
+        except ApiError as error:
+            rec.refused(error)
+            return error_response(error, rec.headers())
+        except Exception as exc:  # a replica failed: answer, keep serving, record it
+            logger.exception("request %s failed on version %s", rec.request_id, rec.version)
+            error = ApiError(503, f"version {rec.version} failed: {type(exc).__name__}",
+                             "model_unavailable")  # fmt: skip
+            rec.refused(error)
+            return error_response(error, rec.headers())
+        finally:
+            if not streaming:  # a stream is recorded when it ends
+                await self.finish(rec)
+
+    def choose(self, pinned: str | None, session: str | None) -> str:
+        try:
+            return choose_version(self.router.weights, key=session, pinned=pinned)
+        except UnknownVersion as exc:
+            raise ApiError(404, str(exc), "version_not_found") from None
+
+    async def events(
+        self, req: Any, rec: Record, start: StreamStart, events: Any
+    ) -> AsyncIterator[str]:
+        args = (req, rec.request_id, self.router.model_name, rec.version)
+        rec.prompt_tokens = start.prompt_tokens
+        try:
+            if isinstance(req, ChatRequest):
+                yield stream_chunk(*args, "")  # the role comes first
+            async for event in events:
+                if isinstance(event, str):
+                    yield stream_chunk(*args, event)
+                elif isinstance(event, Generation):
+                    rec.answered(event)
+                    extra = {"usage": event.usage().model_dump(), "sources": rec.sources}
+                    yield stream_chunk(*args, None, event.finish_reason, extra)
+            yield DONE
+        except (asyncio.CancelledError, GeneratorExit):
+            rec.status, rec.error = 499, "the client went away during the stream"
+            raise
+        except Exception as exc:  # headers are sent: the error goes into the stream
+            logger.exception("stream %s failed on version %s", rec.request_id, rec.version)
+            error = ApiError(500, f"the stream failed: {type(exc).__name__}", "stream_failed")
+            rec.refused(error)
+            yield sse(error.body())
+            yield DONE
+        finally:
+            await self.finish(rec)
+
+    async def finish(self, rec: Record) -> None:
+        latency = time.perf_counter() - rec.started
+        self.router.metrics.observe(rec.version, rec.route, rec.status, latency,
+                                    rec.prompt_tokens, rec.completion_tokens)  # fmt: skip
+        row = {
+            "request_id": rec.request_id, "at": rec.at, "version": rec.version,
+            "route": rec.route, "status": rec.status, "latency_ms": latency * 1000,
+            "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
+            "prompt": rec.prompt, "response": rec.response, "error": rec.error,
+            "session": rec.session, "sources": json.dumps(rec.sources or []),
+        }  # fmt: skip
+        try:  # fsynced: off the event loop
+            await asyncio.to_thread(self.router.log.append, row)
+        except Exception:  # the answer stands; the failure is loud in the replica's log
+            logger.exception("request %s could not be written to the request log", rec.request_id)
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        async def probe(handle: Any) -> dict[str, Any] | None:
+            try:
+                return await asyncio.wait_for(handle.ready.remote(), timeout=5)
+            except Exception:
+                return None
+
+        servers = self.router.servers
+        states = await asyncio.gather(*(probe(h) for h in servers.values()))
+        versions = dict(zip(servers, states, strict=True))
+        return all(versions.values()), versions
+
+    async def flush_periodically(self) -> None:
+        """Parquet is what monitoring reads: do not let quiet hours keep rows in the WAL."""
+        while True:
+            await asyncio.sleep(self.router.log_flush_s)
+            try:
+                await asyncio.to_thread(self.router.log.flush)
+            except Exception:
+                logger.exception("request log flush failed; retrying later")
+
+
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if error.status == 401:
+        headers["www-authenticate"] = "Bearer"
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def http_app(router: Any) -> FastAPI:
+    gateway = Gateway(router)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(gateway.flush_periodically())
+        yield
+        flusher.cancel()
+
+    app = FastAPI(title="llmops serving", summary="OpenAI-compatible, versioned", lifespan=lifespan)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await gateway.generate(CompletionRequest, request)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await gateway.generate(ChatRequest, request)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        try:
+            gateway.authorize(request)
+        except ApiError as error:
+            return error_response(error)
+        versions = [{"version": v, "weight": router.weights.get(v, 0.0)} for v in router.servers]
+        model = {"id": router.model_name, "object": "model", "owned_by": "llmops",
+                 "versions": versions}  # fmt: skip
+        return JSONResponse({"object": "list", "data": [model]})
+
+    @app.post("/admin/weights")
+    async def admin_weights(request: Request) -> Response:
+        try:
+            if router.api_key is None:  # never an open door to the traffic split
+                raise ApiError(403, "the admin API is off: set LLMOPS_SERVING_API_KEY",
+                               "admin_disabled", "permission_error")  # fmt: skip
+            gateway.authorize(request)
+            update = parse_request(WeightsUpdate, await request.body())
+            try:
+                weights = await router.set_weights(update.weights)
+            except ValueError as exc:
+                raise ApiError(422, str(exc), "invalid_weights") from None
+        except ApiError as error:
+            return error_response(error)
+        return JSONResponse({"weights": weights})
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        ready, versions = await gateway.readiness()
+        return JSONResponse(
+            {"ready": ready, "versions": versions}, status_code=200 if ready else 503
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body, content_type = router.metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:  # unknown path, method
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(ApiError(exc.status_code, str(exc.detail), code))
+
+    return app

@@ -1,0 +1,427 @@
+"""The Serve application on a real local Ray: two registered versions of a tiny model (one of
+them int8), a real Milvus Lite index behind Feast for RAG, HTTP through Serve's proxy."""
+
+import json
+import socket
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from copy import deepcopy
+from dataclasses import dataclass, replace
+from pathlib import Path
+from pydoc_data.topics import topics
+
+import httpx
+import pytest
+import torch
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+from transformers import AutoTokenizer
+
+from serving.app import deploy, set_weights
+from serving.generation import generate, stream
+from serving.request_log import read_requests
+from tasks.clients.feature_store import ChunkIndex
+from tasks.embed import EmbedParams, embed_snapshot
+from tasks.evaluate import load_model_folder
+from tasks.ingest import IngestParams, ingest_folder
+from tasks.registry import register_candidate
+from tasks.registry_report import Candidate
+from tasks.settings import Settings
+
+from worlds import World, compressed, tiny_world
+
+pytestmark = pytest.mark.integration
+
+MODEL, KEY, APP = "assistant", "s3cret-key", "serving-test"
+WINDOW, MAX_PROMPT, MAX_TOKENS = 512, 200, 24
+WEIGHTS = {"2": 30.0, "1": 70.0}  # challenger (int8) first, as a canary lists it
+DOCS = ("try", "with", "for", "while")
+
+
+@dataclass
+class Service:
+    url: str
+    settings: Settings
+    tokenizer: object
+    startup_s: float
+
+    def client(self, key: str | None = KEY) -> httpx.Client:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with tiny_world(tmp_path_factory.mktemp("serving")) as built:
+        config = deepcopy(built.config)
+        config.max_position_embeddings = WINDOW  # RoPE: no weights depend on it; room for RAG
+        yield replace(built, config=config)
+
+
+def fill_index(world: World, embedder) -> None:
+    """Index a few pydoc topics, then give the Milvus Lite file up: it opens in one process
+    only, and the service's retriever is another process."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    root = world.settings.home / "rag-docs"
+    root.mkdir()
+    for name in DOCS:
+        (root / f"{name}.txt").write_text(topics[name])
+    snapshot = ingest_folder(root, IngestParams(source_dir=str(root)), world.settings).snapshot_id
+    index = ChunkIndex(world.settings)
+    index.apply()
+    params = EmbedParams(snapshot_id=snapshot, chunk_tokens=64, overlap_tokens=0)
+    assert embed_snapshot(params, world.settings, index, embedder).collection_rows > 8
+    server_manager_instance.release_server(str(world.settings.feast_dir / "online_store.db"))
+
+
+@pytest.fixture(scope="module")
+def service(ray_local, world: World, embedder) -> Iterator[Service]:
+    from ray import serve
+
+    for name, steps, quantized in (("v1", 10, False), ("v2", 3, True)):
+        candidate = Candidate.from_report(compressed(world, name, steps, quantized=quantized))
+        register_candidate(candidate, MODEL, world.settings, "test")
+    fill_index(world, embedder)
+    settings = world.settings.model_copy(update={
+        "serving_api_key": SecretStr(KEY), "serving_max_prompt_tokens": MAX_PROMPT,
+        "serving_max_tokens": MAX_TOKENS,
+    })  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.perf_counter()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    deploy(settings, MODEL, WEIGHTS, name=APP, batch_wait_timeout_s=0.005, log_flush_s=0.5)
+    startup = time.perf_counter() - started
+    print(f"\nserve start + deploy of 2 versions and the retriever: {startup:.1f} s")
+    tokenizer = AutoTokenizer.from_pretrained(world.base_dir)
+    try:
+        yield Service(f"http://127.0.0.1:{port}", settings, tokenizer, startup)
+    finally:
+        serve.shutdown()
+
+
+def test_cached_batched_decoding_matches_transformers_generate(world: World) -> None:
+    """No Ray: the decoding loop on both kinds of model, the int8 one included."""
+    for name, steps, quantized in (("plain", 10, False), ("int8", 3, True)):
+        report = compressed(world, f"decode-{name}", steps, quantized=quantized)
+        model, tokenizer = load_model_folder(Path(report.candidates[0].folder))
+        prompts = [tokenizer.encode(t) for t in ("The try statement", "x", "for i in range")]
+        batch = generate(model, tokenizer, prompts, max_tokens=12)
+        for prompt, got in zip(prompts, batch, strict=True):
+            ids = torch.tensor([prompt])
+            expected = model.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
+            )[0, len(prompt) :].tolist()  # fmt: skip
+            if tokenizer.eos_token_id in expected:  # ours stops before EOS, HF keeps it
+                expected = expected[: expected.index(tokenizer.eos_token_id)]
+            assert got == expected
+            assert list(stream(model, tokenizer, prompt, 12)) == got
+        sampled = generate(model, tokenizer, prompts, [3, 0, 5], [1.0, 1.0, 0.0], seed=7)
+        assert [len(s) <= n for s, n in zip(sampled, (3, 0, 5), strict=True)] == [True] * 3
+        assert sampled == generate(model, tokenizer, prompts, [3, 0, 5], [1.0, 1.0, 0.0], seed=7)
+        assert sampled[2] == batch[2][:5]  # a greedy row is not disturbed by sampled ones
+
+
+def post(client: httpx.Client, path: str, body: dict, **headers: str) -> httpx.Response:
+    return client.post(path, json=body, headers=headers)
+
+
+def complete(client: httpx.Client, prompt: str, **fields) -> dict:
+    r = post(client, "/v1/completions", {"model": MODEL, "prompt": prompt, **fields})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_both_apis_answer_with_the_version_that_served(service: Service) -> None:
+    with service.client() as c:
+        assert c.get("/readyz").json()["ready"] is True
+        r = post(c, "/v1/completions", {"model": MODEL, "prompt": "The try statement",
+                                        "max_tokens": 8})  # fmt: skip
+        body = r.json()
+        assert r.status_code == 200 and body["object"] == "text_completion"
+        assert body["version"] in WEIGHTS and r.headers["x-llmops-version"] == body["version"]
+        assert body["id"].startswith("cmpl-") and body["model"] == MODEL
+        assert isinstance(body["choices"][0]["text"], str) and body["sources"] == []
+        usage = body["usage"]
+        assert 1 <= usage["completion_tokens"] <= 8 and usage["prompt_tokens"] > 0
+        assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+        chat = post(c, "/v1/chat/completions", {
+            "model": MODEL, "rag": False, "max_tokens": 8, "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "What does a with statement do?"}],
+        })  # fmt: skip
+        body = chat.json()
+        assert chat.status_code == 200 and body["object"] == "chat.completion"
+        assert body["choices"][0]["message"]["role"] == "assistant"
+        assert body["version"] == chat.headers["x-llmops-version"] and body["sources"] == []
+
+        models = c.get("/v1/models").json()["data"][0]
+        assert models["id"] == MODEL
+        assert {v["version"]: v["weight"] for v in models["versions"]} == WEIGHTS
+        assert c.get("/healthz").json() == {"status": "ok"}
+
+
+def test_split_follows_the_weights_users_stick_and_headers_pin(service: Service) -> None:
+    with service.client() as c:
+        latencies, versions = [], Counter()
+        for i in range(200):
+            started = time.perf_counter()
+            body = complete(c, "for x in", max_tokens=1, user=f"user-{i}")
+            latencies.append(time.perf_counter() - started)
+            versions[body["version"]] += 1
+        p50, mean = statistics.median(latencies) * 1000, statistics.mean(latencies) * 1000
+        print(f"\n200 sequential requests: p50 {p50:.0f} ms, mean {mean:.0f} ms, {dict(versions)}")
+        assert abs(versions["2"] / 200 - 0.3) < 0.1
+
+        for user in ("alice", "bob", "carol"):  # sticky by user field and by session header
+            seen = {complete(c, "while", max_tokens=1, user=user)["version"] for _ in range(5)}
+            r = post(c, "/v1/completions", {"prompt": "while", "max_tokens": 1},
+                     **{"x-llmops-session": user})  # fmt: skip
+            assert len(seen) == 1 and r.json()["version"] in seen
+
+        for pinned in ("1", "2"):
+            got = {
+                post(c, "/v1/completions", {"prompt": "if", "max_tokens": 1, "user": f"u{i}"},
+                     **{"x-llmops-version": pinned}).json()["version"]
+                for i in range(6)
+            }  # fmt: skip
+            assert got == {pinned}
+        r = post(c, "/v1/completions", {"prompt": "if"}, **{"x-llmops-version": "9"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "version_not_found"
+
+
+def sse_events(response: httpx.Response) -> list[str]:
+    text = response.read().decode()
+    assert text.endswith("data: [DONE]\n\n")
+    blocks = text.split("\n\n")[:-1]
+    assert all(b.startswith("data: ") for b in blocks)
+    return [b.removeprefix("data: ") for b in blocks]
+
+
+def test_streaming_is_well_formed_and_matches_the_plain_answer(service: Service) -> None:
+    request = {"prompt": "The with statement is used", "max_tokens": 16}
+    with service.client() as c:
+        plain = post(c, "/v1/completions", request, **{"x-llmops-version": "2"}).json()
+        with c.stream("POST", "/v1/completions", json={**request, "stream": True},
+                      headers={"x-llmops-version": "2"}) as r:  # fmt: skip
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(r)
+        assert events[-1] == "[DONE]"
+        chunks = [json.loads(e) for e in events[:-1]]
+        assert all(ch["object"] == "text_completion" and ch["version"] == "2" for ch in chunks)
+        assert "".join(ch["choices"][0]["text"] for ch in chunks) == plain["choices"][0]["text"]
+        last = chunks[-1]
+        assert last["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
+        assert last["usage"] == plain["usage"]
+
+        chat = {"messages": [{"role": "user", "content": "Explain for loops"}], "rag": False,
+                "stream": True, "max_tokens": 6}  # fmt: skip
+        with c.stream("POST", "/v1/chat/completions", json=chat) as r:
+            chunks = [json.loads(e) for e in sse_events(r)[:-1]]
+        assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+        assert all(ch["object"] == "chat.completion.chunk" for ch in chunks)
+        assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_concurrent_requests_are_batched_without_changing_greedy_answers(
+    service: Service,
+) -> None:
+    prompts = ["The try statement", "for", "A while loop runs", "with open", "x", "def f():"]
+
+    def answer(c: httpx.Client, i: int, version: str) -> str:
+        body = {"prompt": prompts[i], "max_tokens": 10 + i}  # rows of unequal lengths
+        r = post(c, "/v1/completions", body, **{"x-llmops-version": version})
+        return r.json()["choices"][0]["text"]
+
+    with service.client() as c, ThreadPoolExecutor(len(prompts)) as pool:
+        for version in WEIGHTS:
+            alone = [answer(c, i, version) for i in range(len(prompts))]
+            together = list(pool.map(lambda i, v=version: answer(c, i, v), range(len(prompts))))
+            assert together == alone
+
+
+def test_prompt_and_generation_limits(service: Service) -> None:
+    long_prompt = " ".join(topics["try"].split()[:400])
+    count = len(service.tokenizer.encode(long_prompt))
+    assert count > MAX_PROMPT
+    with service.client() as c:
+        r = post(c, "/v1/completions", {"prompt": long_prompt})
+        error = r.json()["error"]
+        assert r.status_code == 400 and error["code"] == "context_length_exceeded"
+        assert f"limit {MAX_PROMPT}, got {count}" in error["message"]
+        body = complete(c, "The for statement", max_tokens=10_000)
+        assert body["usage"]["completion_tokens"] <= MAX_TOKENS
+        assert (body["choices"][0]["finish_reason"] == "length") == (
+            body["usage"]["completion_tokens"] == MAX_TOKENS)  # fmt: skip
+        assert complete(c, "ok", max_tokens=3)["usage"]["completion_tokens"] <= 3
+
+
+def test_an_api_key_is_required_when_configured(service: Service) -> None:
+    for key in (None, "wrong-key"):
+        with service.client(key) as c:
+            r = post(c, "/v1/completions", {"prompt": "hello"})
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert c.get("/v1/models").status_code == 401
+            assert c.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "status", "code"),
+    [
+        ("/v1/completions", b'{"prompt": "unterminated', 400, "invalid_json"),
+        ("/v1/completions", b"", 400, "invalid_json"),
+        ("/v1/completions", b'["a list"]', 422, "invalid_request"),
+        ("/v1/completions", b'{"prompt": "x", "max_tokens": "many"}', 422, "invalid_request"),
+        ("/v1/completions", b'{"prompt": "x", "temperature": -1}', 422, "invalid_request"),
+        ("/v1/completions", b'{"prompt": 42}', 422, "invalid_request"),
+        ("/v1/completions", b'{"prompt": ""}', 422, "invalid_request"),
+        ("/v1/completions", b'{"prompt": "   "}', 422, "invalid_request"),
+        ("/v1/completions", b'{"max_tokens": 3}', 422, "invalid_request"),
+        ("/v1/completions", b'{"prompt": "x", "model": "gpt-4"}', 404, "model_not_found"),
+        ("/v1/chat/completions", b'{"messages": []}', 422, "invalid_request"),
+        ("/v1/chat/completions", b'{"messages": [{"role": "assistant", "content": "hi"}]}',
+         422, "invalid_request"),
+        ("/v1/chat/completions", b'{"messages": [{"role": "robot", "content": "hi"}]}',
+         422, "invalid_request"),
+        ("/v1/nothing-here", b"{}", 404, "not_found"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_a_json_error_and_the_service_keeps_serving(
+    service: Service, path: str, raw: bytes, status: int, code: str
+) -> None:
+    with service.client() as c:
+        r = c.post(path, content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == status, r.text
+        error = r.json()["error"]
+        assert error["code"] == code and error["message"] and error["type"]
+        assert complete(c, "still there?", max_tokens=1)["version"] in WEIGHTS
+
+
+def test_wrong_method_is_a_json_405(service: Service) -> None:
+    with service.client() as c:
+        r = c.get("/v1/completions")
+        assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_rag_returns_its_sources_and_stays_within_the_window(service: Service) -> None:
+    ask = {"max_tokens": MAX_TOKENS, "top_k": 8}
+    with service.client() as c:
+        body = complete(c, "How do I handle exceptions with try and except?", rag=True, **ask)
+        sources = body["sources"]
+        assert 1 <= len(sources) < 8  # the window, not top_k, decided how many fit
+        assert {s["source"] for s in sources} <= {f"{d}.txt" for d in DOCS}
+        assert [s["score"] for s in sources] == sorted((s["score"] for s in sources), reverse=True)
+        assert all(s["doc_id"] for s in sources)
+        assert body["usage"]["prompt_tokens"] + MAX_TOKENS <= WINDOW
+        assert body["usage"]["prompt_tokens"] > MAX_PROMPT  # passages were really added
+
+        chat = post(
+            c,
+            "/v1/chat/completions",
+            {  # RAG is chat's default
+                "messages": [{"role": "user", "content": "What does the while loop do?"}],
+                **ask,
+            },
+        )
+        assert chat.status_code == 200 and chat.json()["sources"]  # fmt: skip
+        assert chat.json()["usage"]["prompt_tokens"] + MAX_TOKENS <= WINDOW
+
+
+def test_weights_change_in_place_without_restarts_or_failed_requests(service: Service) -> None:
+    with service.client() as c:
+        before = c.get("/readyz").json()["versions"]
+        failures: list[int] = []
+        stop = threading.Event()
+
+        def traffic() -> None:
+            with service.client() as tc:
+                while not stop.is_set():
+                    r = post(tc, "/v1/completions", {"prompt": "for", "max_tokens": 1})
+                    if r.status_code != 200:
+                        failures.append(r.status_code)
+
+        worker = threading.Thread(target=traffic)
+        worker.start()
+        started = time.perf_counter()
+        assert set_weights({"2": 100.0, "1": 0.0}, name=APP) == {"2": 100.0, "1": 0.0}
+        took = time.perf_counter() - started
+        got = {complete(c, "x", max_tokens=1, user=f"late-{i}")["version"] for i in range(20)}
+        assert got == {"2"}
+        pinned = post(c, "/v1/completions", {"prompt": "x", "max_tokens": 1},
+                      **{"x-llmops-version": "1"})  # fmt: skip
+        assert pinned.json()["version"] == "1"  # weight 0: still served when pinned
+
+        with service.client(None) as anonymous:
+            assert post(anonymous, "/admin/weights", {"weights": {"1": 1}}).status_code == 401
+        for bad in ({"7": 1.0}, {"1": -1.0}, {"1": 0.0}, {}):
+            r = post(c, "/admin/weights", {"weights": bad})
+            assert r.status_code == 422 and r.json()["error"]["message"], bad
+        r = post(c, "/admin/weights", {"weights": WEIGHTS})
+        assert r.status_code == 200 and r.json() == {"weights": WEIGHTS}
+        stop.set()
+        worker.join()
+        print(f"\nweights changed in {took * 1000:.0f} ms")
+        assert failures == []
+        models = c.get("/v1/models").json()["data"][0]["versions"]
+        assert {v["version"]: v["weight"] for v in models} == WEIGHTS
+        after = c.get("/readyz").json()["versions"]
+        assert {v: s["replica"] for v, s in after.items()} == {
+            v: s["replica"] for v, s in before.items()}  # fmt: skip
+
+
+def test_every_request_is_logged_and_counted_per_version(service: Service) -> None:
+    with service.client() as c:
+        ok = post(c, "/v1/completions", {"prompt": "logged", "max_tokens": 2, "user": "zoe"})
+        refused = post(c, "/v1/completions", {"prompt": " ".join(["word"] * 600)})
+        bad = c.post("/v1/completions", content=b"{", headers={"content-type": "application/json"})
+    with service.client(None) as c:
+        denied = post(c, "/v1/completions", {"prompt": "no key"})
+    ids = [r.headers["x-llmops-request-id"] for r in (ok, refused, bad, denied)]
+    folder = service.settings.home / "requests"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the router moves the WAL into parquet every 0.5 s
+        rows = read_requests(folder)
+        if set(ids) <= set(rows["request_id"]):
+            break
+        time.sleep(0.25)
+    rows = read_requests(folder).set_index("request_id")
+    assert set(ids) <= set(rows.index)
+    row, body = rows.loc[ids[0]], ok.json()
+    assert (row["status"], row["version"], row["route"]) == (200, body["version"],
+                                                              "/v1/completions")  # fmt: skip
+    assert (row["prompt"], row["response"], row["session"]) == (
+        "logged", body["choices"][0]["text"], "zoe")  # fmt: skip
+    assert row["completion_tokens"] == body["usage"]["completion_tokens"] and row["latency_ms"] > 0
+    assert rows.loc[ids[1], "status"] == 400 and "limit" in rows.loc[ids[1], "error"]
+    assert rows.loc[ids[2], "status"] == 400
+    assert (rows.loc[ids[3], "status"], rows.loc[ids[3], "version"]) == (401, "none")
+    assert len(rows) > 250  # everything this module sent went to the log
+    rag_rows = rows[rows["sources"] != "[]"]
+    assert len(rag_rows) >= 2 and "doc_id" in rag_rows["sources"].iloc[0]
+
+    with service.client() as c:
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(c.get("/metrics").text)
+            for s in family.samples
+        }
+    route = ("route", "/v1/completions")
+    for version in WEIGHTS:
+        served = samples[
+            ("llmops_requests_total", (route, ("status", "200"), ("version", version)))
+        ]
+        logged = rows[(rows["version"] == version) & (rows["route"] == route[1])
+                      & (rows["status"] == 200)]  # fmt: skip
+        assert served == len(logged) > 10
+        assert samples[("llmops_request_latency_seconds_count", (("version", version),))] > 10
+    assert samples[("llmops_errors_total", (route, ("version", "none")))] >= 2

@@ -1,0 +1,280 @@
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from serving.request_log import (
+    LOCK_NAME,
+    WAL_DIR,
+    WAL_NAME,
+    RequestLog,
+    _segment_to_parquet,
+    read_requests,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+def record(i: int, **overrides) -> dict:
+    base = {
+        "request_id": f"req-{i}",
+        "at": T0 + timedelta(seconds=i),
+        "version": "challenger" if i % 2 else "champion",
+        "route": "/v1/generate",
+        "status": 200,
+        "latency_ms": 10.0 + i,
+        "prompt_tokens": 30 + i,
+        "completion_tokens": 5,
+        "prompt": f"question {i}\nwith a newline",
+        "response": f"answer {i} ✓",
+    }
+    return {**base, **overrides}
+
+
+def ids(folder: Path) -> list[str]:
+    return list(read_requests(folder)["request_id"])
+
+
+def parts(folder: Path) -> list[Path]:
+    return sorted(folder.glob("date=*/part-*.parquet"))
+
+
+def wal_dirs(folder: Path) -> list[Path]:
+    return sorted((folder / WAL_DIR).iterdir())
+
+
+def test_round_trip_keeps_every_field_and_type(tmp_path: Path) -> None:
+    with RequestLog(tmp_path) as log:
+        log.append(record(0))
+        log.append(
+            record(
+                1,
+                at=datetime(2026, 1, 2, 5, 4, 6, tzinfo=timezone(timedelta(hours=2))),
+                status=500,
+                error="CUDA out of memory",
+                session="s-1",
+                sources=[{"doc_id": "d1", "score": 0.9}],
+            )
+        )
+        log.append(record(2, sources='["d2"]', latency_ms=7))
+        assert log.flush() is not None
+        assert log.flush() is None  # nothing new
+    frame = read_requests(tmp_path)
+    assert list(frame["request_id"]) == ["req-0", "req-1", "req-2"]  # oldest first
+    first = frame.iloc[0]
+    assert first["at"] == pd.Timestamp(T0)
+    assert first["prompt"] == "question 0\nwith a newline" and first["response"] == "answer 0 ✓"
+    assert first["error"] is None and first["session"] is None and first["sources"] is None
+    second = frame.iloc[1]
+    assert second["at"] == pd.Timestamp("2026-01-02T03:04:06Z")  # stored in UTC
+    assert (second["status"], second["error"], second["session"]) == (
+        500,
+        "CUDA out of memory",
+        "s-1",
+    )
+    assert json.loads(second["sources"]) == [{"doc_id": "d1", "score": 0.9}]
+    assert frame.iloc[2]["latency_ms"] == 7.0
+    assert str(frame["status"].dtype) == "int32" and str(frame["at"].dtype) == "datetime64[us, UTC]"
+    # The part sits in its day's partition; the WAL directory is given up on close.
+    assert [p.parent.name for p in parts(tmp_path)] == [f"date={datetime.now(UTC):%Y-%m-%d}"]
+    assert wal_dirs(tmp_path) == []
+
+
+def test_read_requests_since(tmp_path: Path) -> None:
+    with RequestLog(tmp_path) as log:
+        for i in range(10):
+            log.append(record(i))
+    since = T0 + timedelta(seconds=7)
+    assert list(read_requests(tmp_path, since)["request_id"]) == ["req-7", "req-8", "req-9"]
+    assert read_requests(tmp_path, T0 + timedelta(days=1)).empty
+    with pytest.raises(ValueError, match="timezone-aware"):
+        read_requests(tmp_path, datetime(2026, 1, 1))
+
+
+def test_an_empty_folder_reads_as_an_empty_frame_with_the_columns(tmp_path: Path) -> None:
+    frame = read_requests(tmp_path / "nothing-yet")
+    assert frame.empty and "latency_ms" in frame.columns and len(frame.columns) == 13
+
+
+def test_automatic_flush_every_n_records(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path, flush_every=5)
+    for i in range(12):
+        log.append(record(i))
+    assert len(parts(tmp_path)) == 2
+    assert ids(tmp_path) == [f"req-{i}" for i in range(10)]  # the last 2 wait in the WAL
+    log.close()
+    assert ids(tmp_path) == [f"req-{i}" for i in range(12)]
+    log.close()  # twice is fine
+    with pytest.raises(RuntimeError, match="closed"):
+        log.append(record(99))
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_a_dropped_log_is_recovered_exactly_once(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path, flush_every=4)
+    for i in range(10):
+        log.append(record(i))
+    del log  # no close: 8 records are parquet, 2 only in the WAL
+    gc.collect()
+    assert len(ids(tmp_path)) == 8
+    again = RequestLog(tmp_path)
+    assert len(again.recovered) == 1
+    again.close()
+    assert ids(tmp_path) == [f"req-{i}" for i in range(10)]
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_a_crash_after_the_rename_does_not_duplicate(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path, flush_every=100)
+    for i in range(3):
+        log.append(record(i))
+    with log._lock:
+        log._rotate()
+    (segment,) = log._dir.glob("sealed-*.jsonl")
+    _segment_to_parquet(segment, tmp_path)  # parquet in place, then the crash: segment kept
+    del log
+    gc.collect()
+    RequestLog(tmp_path).close()
+    assert ids(tmp_path) == ["req-0", "req-1", "req-2"]
+
+
+def test_a_torn_last_line_is_quarantined_and_the_rest_recovered(tmp_path: Path) -> None:
+    dead = tmp_path / WAL_DIR / "dead-writer"
+    dead.mkdir(parents=True)
+    (dead / LOCK_NAME).touch()
+    good = json.dumps({**record(0), "at": T0.isoformat()})
+    (dead / WAL_NAME).write_text(good + "\n" + good.replace("req-0", "req-1")[:40])
+    with RequestLog(tmp_path) as log:
+        assert len(log.recovered) == 1
+    assert ids(tmp_path) == ["req-0"]
+    (torn,) = (tmp_path / "_quarantine").glob("torn-*.jsonl")
+    assert "req-1" in torn.read_text()
+    assert not dead.exists()
+
+
+def test_a_live_writer_is_not_taken_over(tmp_path: Path) -> None:
+    first = RequestLog(tmp_path)
+    for i in range(3):
+        first.append(record(i))
+    second = RequestLog(tmp_path)  # another replica on the same folder
+    assert second.recovered == [] and ids(tmp_path) == []
+    second.append(record(3))
+    first.append(record(4))
+    first.close()
+    second.close()
+    assert sorted(ids(tmp_path)) == [f"req-{i}" for i in range(5)]
+
+
+CHILD = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from serving.request_log import RequestLog
+log = RequestLog(Path(sys.argv[1]), flush_every=7)
+i = 0
+while True:
+    log.append(dict(request_id=f"req-{i}", at=datetime.now(UTC), version="champion", route="/",
+                    status=200, latency_ms=1.0, prompt_tokens=1, completion_tokens=1,
+                    prompt="p" * 2000, response="r"))
+    print(f"acked {i}", flush=True)
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("kill_after", [1, 40, 157])
+def test_sigkill_loses_no_acknowledged_record(tmp_path: Path, kill_after: int) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    acked = []
+    for line in child.stdout:
+        acked.append(int(line.split()[1]))
+        if len(acked) == kill_after:
+            os.kill(child.pid, signal.SIGKILL)  # mid-stream, maybe mid-write or mid-flush
+            break
+    acked += [int(line.split()[1]) for line in child.stdout if line.startswith("acked")]
+    assert child.wait() == -signal.SIGKILL
+    RequestLog(tmp_path).close()
+    got = [int(i.removeprefix("req-")) for i in ids(tmp_path)]
+    assert len(got) == len(set(got)), "a record was recovered twice"
+    assert set(acked) <= set(got), "an acknowledged record was lost"
+    assert set(got) <= set(acked) | {max(acked) + 1}  # at most the one in flight beyond
+
+
+def test_concurrent_appends_lose_nothing(tmp_path: Path) -> None:
+    log = RequestLog(tmp_path, flush_every=37)
+    stop = threading.Event()
+
+    def writer(t: int) -> None:
+        for i in range(150):
+            log.append(record(t * 1000 + i))
+
+    def flusher() -> None:
+        while not stop.is_set():
+            log.flush()
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(6)]
+    background = threading.Thread(target=flusher)
+    background.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    background.join()
+    log.close()
+    got = ids(tmp_path)
+    assert len(got) == 900 and len(set(got)) == 900
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"request_id": None}, r"missing required fields \['request_id'\]"),
+        ({"status": "200"}, "status must be an int"),
+        ({"status": True}, "status must be an int"),
+        ({"status": 99}, "status must be an int"),
+        ({"prompt_tokens": -1}, "prompt_tokens must be an int"),
+        ({"completion_tokens": 2**31}, "completion_tokens must be an int"),
+        ({"latency_ms": float("nan")}, "latency_ms must be finite"),
+        ({"latency_ms": "12"}, "latency_ms must be a number"),
+        ({"at": datetime(2026, 1, 1)}, "timezone-aware"),
+        ({"at": "2026-01-01T00:00:00Z"}, "timezone-aware datetime"),
+        ({"version": 3}, "version must be a string"),
+        ({"error": 500}, "error must be a string"),
+        ({"sources": "not json"}, "sources must be JSON"),
+        ({"sources": 5}, "sources must be a string"),
+        ({"latency": 5.0}, r"unknown fields \['latency'\]"),
+        ({"prompt": "lone \ud800 surrogate"}, "surrogate"),
+    ],
+)
+def test_bad_records_are_refused_and_nothing_is_written(
+    tmp_path: Path, overrides: dict, message: str
+) -> None:
+    with RequestLog(tmp_path) as log:
+        bad = record(0, **overrides)
+        if overrides.get("request_id", "") is None:
+            del bad["request_id"]
+        with pytest.raises(ValueError, match=message):
+            log.append(bad)
+        assert (log._dir / WAL_NAME).stat().st_size == 0
+        log.append(record(1))  # the log still works
+    assert ids(tmp_path) == ["req-1"]
+
+
+def test_flush_every_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="flush_every"):
+        RequestLog(tmp_path, flush_every=0)
