@@ -255,7 +255,7 @@ def alias_history(name: str, settings: Settings | None = None) -> list[AliasChan
     return model_registry(settings or get_settings()).history(name)
 
 
-def _actor() -> str:
+def current_actor() -> str:
     """Who acts when no person does: the flow run, by name (its id is in Prefect)."""
     run = flow_run.get_name()
     return f"{flow_run.get_flow_name()} flow run {run}" if run else "plain call"
@@ -270,7 +270,7 @@ def resolve_candidate(params: PromoteParams) -> Candidate:
 
 @task
 def register_candidate_task(candidate: Candidate, name: str) -> Registered:
-    return register_candidate(candidate, name, get_settings(), _actor())
+    return register_candidate(candidate, name, get_settings(), current_actor())
 
 
 @task
@@ -292,12 +292,13 @@ def apply_decision_task(
     decision: PromotionDecision,
     approval: Approval | None,
 ) -> PromoteReport:
-    return apply_decision(registered, evaluation, decision, approval, get_settings(), _actor())
+    settings = get_settings()
+    return apply_decision(registered, evaluation, decision, approval, settings, current_actor())
 
 
 @task
 def rollback_task(name: str, reason: str, requested_by: str) -> AliasChange:
-    return rollback_champion(name, reason, requested_by or _actor(), get_settings())
+    return rollback_champion(name, reason, requested_by or current_actor(), get_settings())
 
 
 @task

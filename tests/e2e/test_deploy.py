@@ -99,6 +99,7 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
         "compress_model/on-demand",
         "promote_model/on-demand",
         "rollback_model/on-demand",
+        "canary_rollout/on-demand",
     }
     assert all(d["pool"] == "local-process" for d in deployments.values())
     nightly = deployments["nightly_pipeline/nightly"]

@@ -1,0 +1,189 @@
+"""The canary_rollout flow end to end on a real local Ray Serve: a better challenger is promoted
+(and the app then serves it alone), a worse one is rolled back, and a client sending requests
+through the router the whole time sees no failed request."""
+
+import asyncio
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from copy import deepcopy
+from dataclasses import dataclass, field, replace
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from pydantic import SecretStr
+
+from flows.canary import canary_rollout
+from tasks.canary_report import CanaryParams, ThresholdParams
+from tasks.clients.registry import model_registry
+from tasks.registry import CHALLENGER, CHAMPION, register_candidate
+from tasks.registry_report import Candidate
+
+from worlds import World, compressed, tiny_world
+
+pytestmark = pytest.mark.e2e
+
+MODEL, KEY, APP = "assistant", "canary-key", "canary-test"
+
+
+@dataclass
+class Service:
+    url: str
+    world: World
+
+
+@dataclass
+class Load:
+    """Unpinned requests through the router, one after another, until stopped."""
+
+    url: str
+    statuses: Counter = field(default_factory=Counter)
+    versions: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        headers = {"authorization": f"Bearer {KEY}"}
+        with httpx.Client(base_url=self.url, headers=headers, timeout=60) as client:
+            i = 0
+            while not self.stop.is_set():
+                i += 1
+                body = {"model": MODEL, "prompt": "The for statement", "max_tokens": 2,
+                        "user": f"load-{i}"}  # fmt: skip
+                try:
+                    r = client.post("/v1/completions", json=body)
+                    self.statuses[r.status_code] += 1
+                    if r.status_code != 200:
+                        self.failures.append(f"{r.status_code}: {r.text[:200]}")
+                    else:
+                        self.versions[r.json()["version"]] += 1
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                time.sleep(0.02)
+
+
+def register(world: World, name: str, steps: int) -> str:
+    report = compressed(world, name, steps)
+    return register_candidate(Candidate.from_report(report), MODEL, world.settings, "test").version
+
+
+@pytest.fixture(scope="module")
+def service(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    from ray import serve
+
+    from serving.app import deploy
+
+    with tiny_world(tmp_path_factory.mktemp("canary")) as built, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMOPS_SERVING_API_KEY", KEY)
+        config = deepcopy(built.config)
+        config.max_position_embeddings = 256
+        settings = built.settings.model_copy(update={"serving_api_key": SecretStr(KEY)})
+        world = replace(built, config=config, settings=settings)  # the flow's get_settings too
+        registry = model_registry(settings)
+        first = register(world, "v1", 3)  # the champion: few training steps
+        registry.set_alias(MODEL, CHAMPION, first, action="promote", reason="test", actor="test")
+        registry.set_alias(MODEL, CHALLENGER, None, action="clear", reason="test", actor="test")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        deploy(settings, MODEL, {first: 100.0}, name=APP, model_cpus=0.5, log_flush_s=1.0)
+        try:
+            yield Service(f"http://127.0.0.1:{port}", world)
+        finally:
+            serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def load(service: Service) -> Iterator[Load]:
+    """One load generator across both rollouts (the promote, then the rollback)."""
+    generator = Load(service.url)
+    thread = threading.Thread(target=generator.run, daemon=True)
+    thread.start()
+    yield generator
+    generator.stop.set()
+    thread.join(timeout=60)
+
+
+def params(service: Service, **thresholds) -> CanaryParams:
+    return CanaryParams(
+        model_name=MODEL, steps=[5, 25, 50, 100], app_name=APP, router_url=service.url,
+        thresholds=ThresholdParams(min_requests=8, **thresholds), max_wait_s=60,
+        model_cpus=0.5, replay_max_tokens=4,
+    )  # fmt: skip
+
+
+def served(service: Service) -> dict[str, float]:
+    headers = {"authorization": f"Bearer {KEY}"}
+    body = httpx.get(f"{service.url}/v1/models", headers=headers, timeout=30).json()
+    return {v["version"]: v["weight"] for v in body["data"][0]["versions"]}
+
+
+async def canary_artifact() -> str:
+    async with get_client() as client:
+        artifacts = await client.read_latest_artifacts()
+    return next(a.data for a in artifacts if a.key == "canary-report")
+
+
+def test_a_better_challenger_is_promoted_and_served_alone(
+    prefect_harness, service: Service, load: Load
+) -> None:
+    registry = model_registry(service.world.settings)
+    old = registry.aliases(MODEL)[CHAMPION]
+    new = register(service.world, "v2", 12)  # more training: fewer bits per byte
+    assert registry.aliases(MODEL)[CHALLENGER] == new
+    started = time.perf_counter()
+    # p95 is noisy on a shared 2-core machine: this path is about quality and the moves.
+    outcome = canary_rollout(params(service, max_p95_ratio=20.0))
+    print(f"\npromote rollout: {time.perf_counter() - started:.1f} s, "
+          f"{[(s.percent, s.action, s.replayed) for s in outcome.steps]}")  # fmt: skip
+
+    assert outcome.verdict == "promoted", outcome.steps[-1].reasons
+    assert [s.action for s in outcome.steps] == ["advance", "advance", "promote"]
+    last = outcome.steps[-1].stats
+    assert last["challenger"]["quality_bpb"] < last["champion"]["quality_bpb"]
+    assert all(s.stats[r]["requests"] >= 8 for s in outcome.steps for r in last)
+    assert registry.aliases(MODEL) == {CHAMPION: new}
+    history = [(c.alias, c.action, c.version) for c in registry.history(MODEL)]
+    assert history[-2:] == [(CHAMPION, "promote", new), (CHALLENGER, "clear", "none")]
+    promoted = registry.history(MODEL)[-2]
+    assert "canary passed at 50%" in promoted.reason
+    assert promoted.metrics["challenger_quality_bpb"] < promoted.metrics["champion_quality_bpb"]
+    assert served(service) == {new: 100.0} and outcome.served_now == [new]
+    assert old != new
+    report = asyncio.run(canary_artifact())
+    assert "promoted" in report and "| 50% | challenger |" in report
+    assert not load.failures, load.failures[:5]
+
+
+def test_a_worse_challenger_is_rolled_back_and_nobody_notices(
+    prefect_harness, service: Service, load: Load
+) -> None:
+    registry = model_registry(service.world.settings)
+    champion = registry.aliases(MODEL)[CHAMPION]
+    worse = register(service.world, "v3", 1)  # barely trained: far more bits per byte
+    assert registry.aliases(MODEL) == {CHAMPION: champion, CHALLENGER: worse}
+    before = sum(load.statuses.values())
+    started = time.perf_counter()
+    outcome = canary_rollout(params(service, max_p95_ratio=20.0))  # quality alone fails it
+    print(f"\nrollback rollout: {time.perf_counter() - started:.1f} s, "
+          f"{[(s.percent, s.action, s.replayed) for s in outcome.steps]}")  # fmt: skip
+
+    assert outcome.verdict == "rolled back"
+    assert [s.action for s in outcome.steps] == ["rollback"]
+    assert any(r.startswith("quality exceeds") for r in outcome.steps[0].reasons)
+    assert registry.aliases(MODEL) == {CHAMPION: champion}
+    change = registry.history(MODEL)[-1]
+    assert (change.alias, change.action, change.previous) == (CHALLENGER, "rollback", worse)
+    assert "canary failed at 5%" in change.reason and "quality exceeds" in change.reason
+    assert served(service) == {worse: 0.0, champion: 100.0}  # deployed for the canary, at 0
+
+    # zero downtime over both rollouts: the redeploys and every weight change included
+    time.sleep(1.0)
+    assert sum(load.statuses.values()) - before > 10
+    assert not load.failures, load.failures[:5]
+    assert set(load.statuses) == {200}
+    print(f"load generator: {dict(load.statuses)} by version {dict(load.versions)}")
