@@ -123,13 +123,33 @@ class ChunkIndex:
         rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
+    def _reconnect(self) -> None:
+        """pymilvus keeps one gRPC connection per address for every client in the process and
+        pings it every 10 s even when idle; Milvus Lite's server answers an idle connection's
+        pings with GOAWAY ("too many pings") after a while, and pymilvus then fails every call
+        on it. Dropping the shared connections lets the next call open a fresh one."""
+        from pymilvus.client.connection_manager import ConnectionManager
+
+        ConnectionManager.get_instance().close_all()
+        self._online.client = None
+
     def search(self, vector: list[float], top_k: int) -> list[dict[str, Any]]:
         """Top-k chunks by cosine similarity (`score`), best first."""
+        from pymilvus.exceptions import MilvusException
+
         # Milvus searches the vector field only when it is among the requested features.
         features = [f"{CHUNK_VIEW}:{f}" for f in ("vector", *CHUNK_FEATURES)]
-        response = self.store.retrieve_online_documents_v2(
-            features=features, query=vector, top_k=top_k, distance_metric="COSINE"
-        ).to_dict()
+
+        def retrieve() -> dict[str, Any]:
+            return self.store.retrieve_online_documents_v2(
+                features=features, query=vector, top_k=top_k, distance_metric="COSINE"
+            ).to_dict()
+
+        try:
+            response = retrieve()
+        except MilvusException:  # a connection that went stale while idle: once more, afresh
+            self._reconnect()
+            response = retrieve()
         # Feast 0.67 returns the entity column in rank order but the feature rows re-ordered
         # by entity value; ranking the features by score realigns them with the ids.
         rows = [
