@@ -38,6 +38,17 @@ def rank_for_energy(singular: torch.Tensor, energy: float) -> int:
     return min(int(torch.searchsorted(share, energy - 1e-7)) + 1, singular.numel())
 
 
+def _shaped_like(linear: nn.Linear, rank: int) -> LowRankLinear:
+    """An untrained factorised layer with the shapes, bias and dtype of `linear`."""
+    return LowRankLinear(
+        linear.in_features,
+        rank,
+        linear.out_features,
+        linear.bias is not None,
+        dtype=linear.weight.dtype,
+    )
+
+
 def factorize(linear: nn.Linear, energy: float) -> LowRankLinear | None:
     """The truncated SVD of `linear` keeping `energy`, sqrt(S) folded into each factor; None
     when that rank would not hold fewer parameters than the full matrix."""
@@ -47,13 +58,7 @@ def factorize(linear: nn.Linear, energy: float) -> LowRankLinear | None:
     if rank * (linear.in_features + linear.out_features) >= weight.numel():
         return None
     root = s[:rank].sqrt()
-    low = LowRankLinear(
-        linear.in_features,
-        rank,
-        linear.out_features,
-        linear.bias is not None,
-        dtype=linear.weight.dtype,
-    )
+    low = _shaped_like(linear, rank)
     with torch.no_grad():
         low.first.weight.copy_(root[:, None] * vh[:rank])
         low.second.weight.copy_(u[:, :rank] * root[None, :])
@@ -79,12 +84,4 @@ def factorize_lowrank(model: nn.Module, energy: float = 0.9) -> dict[str, Any]:
 @rebuilder("lowrank")
 def _rebuild_lowrank(model: nn.Module, step: dict[str, Any]) -> None:
     for name, rank in step["ranks"].items():
-        linear = model.get_submodule(name)
-        shell = LowRankLinear(
-            linear.in_features,
-            rank,
-            linear.out_features,
-            linear.bias is not None,
-            dtype=linear.weight.dtype,
-        )
-        model.set_submodule(name, shell)
+        model.set_submodule(name, _shaped_like(model.get_submodule(name), rank))
