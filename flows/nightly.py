@@ -1,11 +1,13 @@
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from flows.canary import canary_rollout
 from flows.compress import compress_model
 from flows.embed import embed_documents
 from flows.finetune import finetune_model
 from flows.ingest import ingest_documents
 from flows.promote import promote_model
+from tasks.canary_report import CanaryOutcome, CanaryParams
 from tasks.compress import CompressParams
 from tasks.compress_report import CompressReport
 from tasks.embed import EmbedParams, EmbedReport
@@ -22,6 +24,11 @@ class NightlyParams(BaseModel):
     finetune: FinetuneParams = Field(default_factory=FinetuneParams, description="Fine-tuning.")
     compress: CompressParams = Field(default_factory=CompressParams, description="Compression.")
     promote: PromoteParams = Field(default_factory=PromoteParams, description="Promotion.")
+    canary: CanaryParams | None = Field(
+        default_factory=CanaryParams,
+        description="Roll a passing model out on the serving app before it becomes champion; "
+        "null = promote on the held-out comparison alone.",
+    )
 
 
 class NightlyReport(BaseModel):
@@ -30,26 +37,38 @@ class NightlyReport(BaseModel):
     finetune: FinetuneReport
     compress: CompressReport
     promote: PromoteReport
+    canary: CanaryOutcome | None = None
     summary: str
 
 
 @flow(name="nightly_pipeline", log_prints=True)
 def nightly_pipeline(params: NightlyParams = NightlyParams()) -> NightlyReport:  # noqa: B008
     """The whole pipeline, stage after stage, on one data snapshot: ingest → embed → fine-tune
-    → compress → register and promote."""
+    → compress → register → canary rollout on the serving app (when there is a champion to
+    face) → champion."""
     ingested = ingest_documents(params.ingest)
     snapshot = {"snapshot_id": ingested.snapshot_id}
     embedded = embed_documents(params.embed.model_copy(update=snapshot))
     tuned = finetune_model(params.finetune.model_copy(update=snapshot))
     compressed = compress_model(params.compress.model_copy(update={"source_run_id": tuned.run_id}))
-    promoted = promote_model(params.promote.model_copy(update={"compress_report": compressed}))
-    summary = publish_pipeline_summary(ingested, embedded, tuned, compressed, promoted)
+    promoted = promote_model(
+        params.promote.model_copy(
+            update={"compress_report": compressed, "canary": params.canary is not None}
+        )
+    )
+    rolled_out = None
+    if promoted.canary_pending:
+        rolled_out = canary_rollout(
+            params.canary.model_copy(update={"model_name": promoted.model_name})
+        )
+    summary = publish_pipeline_summary(ingested, embedded, tuned, compressed, promoted, rolled_out)
     return NightlyReport(
         ingest=ingested,
         embed=embedded,
         finetune=tuned,
         compress=compressed,
         promote=promoted,
+        canary=rolled_out,
         summary=summary,
     )
 

@@ -23,7 +23,7 @@ def promote_model(params: PromoteParams = PromoteParams()) -> PromoteReport:  # 
     evaluation = evaluate_models_task(candidate, registered)
     decision = decide_task(evaluation, candidate, params.min_improvement)
     approval = request_approval(params, evaluation, decision)  # pauses the run when asked
-    report = apply_decision_task(registered, evaluation, decision, approval)
+    report = apply_decision_task(registered, evaluation, decision, approval, params.canary)
     publish_promotion_report(report)
     publish_alias_history(params.model_name)
     return report

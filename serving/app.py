@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -41,42 +40,11 @@ from serving.generation import (
     to_chunk,
 )
 from serving.http import http_app
+from serving.retriever import NOTHING_INDEXED, Retriever
 from tasks.core.routing import normalise_weights
 from tasks.settings import Settings
 
 logger = logging.getLogger(__name__)
-NOTHING_INDEXED = "nothing is indexed yet: run the nightly pipeline (`make nightly`)"
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16)
-class Retriever:
-    """The embedder and the vector index in one process: a Milvus Lite file can be opened by
-    one process only (with a Milvus server, replicas may be added)."""
-
-    def __init__(self, settings: Settings) -> None:
-        from tasks.clients.embedder import load_embedder
-
-        self.settings = settings
-        self._index: Any = None
-        self._lock = threading.Lock()
-        load_embedder()  # at start-up, not on the first question
-
-    async def search(self, query: str, top_k: int) -> list[dict[str, Any]] | None:
-        """The top_k hits (text, doc_id, source, score, ...), or None when nothing is indexed."""
-        return await asyncio.to_thread(self._search, query, top_k)
-
-    def _search(self, query: str, top_k: int) -> list[dict[str, Any]] | None:
-        from tasks.clients.feature_store import ChunkIndex
-        from tasks.retrieval import search
-
-        with self._lock:  # opened once, lazily: the index may be filled after start-up
-            if self._index is None:
-                self._index = ChunkIndex(self.settings)
-        try:
-            return [h.model_dump() for h in search(query, top_k, settings=self.settings,
-                                                   index=self._index)]  # fmt: skip
-        except LookupError:
-            return None
 
 
 @serve.deployment(max_ongoing_requests=64)
@@ -157,13 +125,13 @@ class ModelServer:
             rag = request.rag if request.rag is not None else isinstance(request, ChatRequest)
             if not rag:
                 return prompt
-            hits = None
+            hits = NOTHING_INDEXED
             if self.retriever is not None:
                 hits = await self._retrieve(request.question, request.top_k)
-            if hits is None:
+            if isinstance(hits, str):  # why there are no passages
                 if request.rag:  # asked for explicitly: say why it cannot be done
-                    raise ApiError(503, NOTHING_INDEXED, "retrieval_unavailable")
-                return prompt  # chat's default: answer without passages until some exist
+                    raise ApiError(503, hits, "retrieval_unavailable")
+                return prompt  # chat's default: answer without passages meanwhile
             chunks = [to_chunk(self.tokenizer, h["text"], h["doc_id"], h["source"], h["score"])
                       for h in hits]  # fmt: skip
             return prepare(self.tokenizer, request, self.limits, chunks)
@@ -171,7 +139,7 @@ class ModelServer:
             raise ApiError(400, f"{exc} (limit {exc.limit}, got {exc.count})",
                            "context_length_exceeded") from None  # fmt: skip
 
-    async def _retrieve(self, question: str, top_k: int) -> list[dict[str, Any]] | None:
+    async def _retrieve(self, question: str, top_k: int) -> list[dict[str, Any]] | str:
         try:
             return await self.retriever.search.remote(question, top_k)
         except Exception as exc:  # the index is down, not this model: say which

@@ -55,9 +55,8 @@ def served_versions(settings: Settings, url: str) -> list[str]:
 def ensure_serving(settings: Settings, params: CanaryParams, versions: dict[str, str]) -> bool:
     """Deploy {challenger: 0, champion: 100} unless the app already serves both; True if
     deployed. A redeploy is a rolling update: the champion keeps answering."""
-    if {versions["champion"], versions["challenger"]} <= set(
-        served_versions(settings, params.router_url)
-    ):
+    served = served_versions(settings, params.router_url)
+    if {versions["champion"], versions["challenger"]} <= set(served):
         return False
     from ray import serve
 
@@ -65,12 +64,27 @@ def ensure_serving(settings: Settings, params: CanaryParams, versions: dict[str,
     from tasks.clients.ray_cluster import ensure_ray
 
     ensure_ray(settings)
+    if served and not _app_on_this_ray(params.app_name):  # the port is another Ray's
+        raise RuntimeError(
+            f"a serving app answers at {params.router_url} but runs on another Ray than this "
+            "run's: set LLMOPS_RAY_ADDRESS to that cluster (`auto` for the one `make serve` "
+            "started on this machine), or give router_url a free port"
+        )
     url = httpx.URL(params.router_url)
     serve.start(http_options={"host": url.host, "port": url.port or 80})
     weights = {versions["challenger"]: 0.0, versions["champion"]: 100.0}
     deploy(settings, params.model_name, weights, name=params.app_name,
            model_cpus=params.model_cpus, log_flush_s=5.0)  # fmt: skip
     return True
+
+
+def _app_on_this_ray(name: str) -> bool:
+    from ray import serve
+
+    try:
+        return name in serve.status().applications
+    except Exception:  # no Serve controller on this Ray
+        return False
 
 
 def held_out_for(settings: Settings, name: str, version: str) -> tuple[list[str], int]:

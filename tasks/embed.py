@@ -158,9 +158,9 @@ def _language_row(t: LanguageTokens) -> dict:
 @task
 def index_snapshot(params: EmbedParams) -> EmbedReport:
     settings = get_settings()
-    index = ChunkIndex(settings)
-    index.apply()
-    return embed_snapshot(params, settings, index, load_embedder(params.model))
+    with ChunkIndex(settings) as index:  # closed after: the serving app may read it next
+        index.apply()
+        return embed_snapshot(params, settings, index, load_embedder(params.model))
 
 
 @task

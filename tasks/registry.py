@@ -179,8 +179,10 @@ def apply_decision(
     approval: Approval | None,
     settings: Settings,
     actor: str,
+    canary: bool = False,
 ) -> PromoteReport:
-    """Move the aliases as decided, and tag the version with the decision and who made it."""
+    """Move the aliases as decided, and tag the version with the decision and who made it.
+    With `canary`, a passing model that has a champion to face stays challenger instead."""
     registry, name, version = model_registry(settings), registered.model_name, registered.version
     reasons, verdict = list(decision.reasons), ""
     if approval is not None:
@@ -188,6 +190,11 @@ def apply_decision(
         reasons.append(f"{verdict} by {approval.reviewer}: {approval.reason}")
         actor = approval.reviewer
     promote = decision.promote and (approval is None or approval.approve)
+    pending = promote and canary and evaluation.champion_version not in (None, version)
+    if pending:
+        promote = False
+        reasons.append(f"left as challenger: a canary rollout against v"
+                       f"{evaluation.champion_version} decides on live traffic")  # fmt: skip
     changes: list[AliasChange] = []
     if promote:
         why = "; ".join(reasons)
@@ -206,7 +213,7 @@ def apply_decision(
             )  # fmt: skip
     if evaluation.champion_version != version:  # a re-run leaves the champion's record alone
         tags = {
-            "decision": "promoted" if promote else "not promoted",
+            "decision": "promoted" if promote else "canary" if pending else "not promoted",
             "decision_reasons": "\n".join(reasons),
             **{k: f"{v:.6f}" for k, v in evaluation.metrics().items()},
         }
@@ -220,6 +227,7 @@ def apply_decision(
         version=version,
         parent_version=registered.parent_version,
         promoted=promote,
+        canary_pending=pending,
         champion=aliases.get(CHAMPION),
         challenger=aliases.get(CHALLENGER),
         evaluation=evaluation,
@@ -291,9 +299,11 @@ def apply_decision_task(
     evaluation: Evaluation,
     decision: PromotionDecision,
     approval: Approval | None,
+    canary: bool = False,
 ) -> PromoteReport:
     settings = get_settings()
-    return apply_decision(registered, evaluation, decision, approval, settings, current_actor())
+    return apply_decision(registered, evaluation, decision, approval, settings, current_actor(),
+                          canary)  # fmt: skip
 
 
 @task

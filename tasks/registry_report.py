@@ -32,6 +32,11 @@ class PromoteParams(BaseModel):
     min_improvement: float = Field(
         0.0, ge=0, lt=1, description="Relative bits/byte gain needed over base and champion."
     )
+    canary: bool = Field(
+        False,
+        description="A passing model stays challenger for a canary rollout to decide on live "
+        "traffic (when there is a champion); the nightly sets it when its canary stage runs.",
+    )
     require_approval: bool = Field(False, description="Pause for a person to approve or reject.")
     approval_timeout_s: int = Field(3600, ge=1, description="Wait this long for a decision.")
     approval_poll_s: int = Field(5, ge=1, description="How often the paused run checks.")
@@ -151,6 +156,7 @@ class PromoteReport(BaseModel):
     version: str
     parent_version: str
     promoted: bool
+    canary_pending: bool = Field(False, description="Passed; a canary rollout decides next.")
     champion: str | None
     challenger: str | None
     evaluation: Evaluation

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
+from tasks.canary_report import CanaryOutcome
 from tasks.compress_report import CompressReport
 from tasks.embed import EmbedReport
 from tasks.ingest import IngestReport
@@ -18,8 +19,16 @@ def summary_rows(
     tuned: FinetuneReport,
     compressed: CompressReport,
     promoted: PromoteReport,
+    canary: CanaryOutcome | None = None,
 ) -> list[dict[str, object]]:
     chosen, base = compressed.chosen_row, compressed.baseline
+    rolled_out = [
+        {"stage": "canary", "metric": f"v{canary.challenger} vs v{canary.champion}",
+         "value": canary.verdict},
+        {"stage": "canary", "metric": "steps", "value": " -> ".join(
+            f"{s.percent:g}% {s.action}" for s in canary.steps)},
+        {"stage": "canary", "metric": "champion now", "value": canary.champion_now or "none"},
+    ] if canary else []  # fmt: skip
     return [
         {"stage": "ingest", "metric": "read", "value": ingest.read},
         {"stage": "ingest", "metric": "accepted", "value": ingest.accepted},
@@ -62,6 +71,7 @@ def summary_rows(
         {"stage": "promote", "metric": "version", "value": promoted.version},
         {"stage": "promote", "metric": "promoted", "value": promoted.promoted},
         {"stage": "promote", "metric": "champion", "value": promoted.champion or "none"},
+        *rolled_out,
     ]
 
 
@@ -71,9 +81,13 @@ def summary_line(
     tuned: FinetuneReport,
     compressed: CompressReport,
     promoted: PromoteReport,
+    canary: CanaryOutcome | None = None,
 ) -> str:
     chosen, base = compressed.chosen_row, compressed.baseline
     verdict = "promoted to champion" if promoted.promoted else "not promoted"
+    if canary:
+        verdict = f"canary against v{canary.champion}: {canary.verdict}"
+    champion = canary.champion_now if canary else promoted.champion
     return (
         f"read {ingest.read} = accepted {ingest.accepted} + quarantined {ingest.quarantined}"
         f" ({ingest.new_documents} new); embedded {embed.chunks_embedded} chunks"
@@ -86,7 +100,7 @@ def summary_line(
         f" compressed to {compressed.chosen} (x{chosen.size_bytes / base.size_bytes:.2f} size,"
         f" perplexity {chosen.perplexity / base.perplexity - 1:+.1%}); registered as"
         f" {promoted.model_name} v{promoted.version}, {verdict}"
-        f" (champion: v{promoted.champion or 'none'})"
+        f" (champion: v{champion or 'none'})"
     )
 
 
@@ -97,8 +111,9 @@ def publish_pipeline_summary(
     tuned: FinetuneReport,
     compressed: CompressReport,
     promoted: PromoteReport,
+    canary: CanaryOutcome | None,
 ) -> str:
-    reports = (ingest, embed, tuned, compressed, promoted)
+    reports = (ingest, embed, tuned, compressed, promoted, canary)
     line = summary_line(*reports)
     create_table_artifact(summary_rows(*reports), key="nightly-summary", description=line)
     return line

@@ -2,6 +2,7 @@
 model with its own tokenizer, a training run over them, and compression runs whose chosen
 candidate is that model trained for more or fewer steps (more steps, fewer bits per byte)."""
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,3 +117,10 @@ def compressed(
         run_id=run.info.run_id, source_run_id=world.training_run, snapshot_id=world.snapshot,
         baseline=baseline, candidates=[row], chosen=chosen, lineage=lineage,
     )  # fmt: skip
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a Serve proxy or a Prefect server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import time
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,6 +20,38 @@ from tasks.settings import Settings
 CHUNK_VIEW = "document_chunks"
 CHUNK_FEATURES = ("text", "doc_id", "source", "chunk_index", "n_tokens", "language")
 _DELETE_BATCH = 1000
+_LITE_OPEN_HERE: set[Path] = set()  # Milvus Lite files this process has open
+
+
+class IndexBusy(RuntimeError):
+    """The Milvus Lite file is open in another process (it locks its folder while open)."""
+
+
+def wait_for_lite(path: Path, timeout_s: float) -> None:
+    """Wait until no other process holds the Milvus Lite folder's lock, or raise IndexBusy.
+
+    Milvus Lite refuses a second process with an error pymilvus turns into an unrelated
+    connection failure; waiting here lets a stage and the serving app's retriever take turns.
+    """
+    lock = path / "LOCK"
+    if path in _LITE_OPEN_HERE or not lock.exists():
+        return  # this process has it (a second flock here would block itself), or it is new
+    deadline = time.monotonic() + timeout_s
+    with lock.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexBusy(
+                        f"the Milvus Lite index {path} is open in another process (the "
+                        "serving app's retriever lets go after a few idle seconds, a stage "
+                        "when it ends); for concurrent readers and writers use a Milvus "
+                        "server (LLMOPS_MILVUS_URI)"
+                    ) from None
+                time.sleep(0.2)
 
 
 class _MilvusLiteNoise(logging.Filter):
@@ -84,10 +119,28 @@ class _MemoizedViewsStore(FeatureStore):
 class ChunkIndex:
     """The chunk feature view: writes go through Feast, searches through Feast's v2 retrieval."""
 
-    def __init__(self, settings: Settings) -> None:
-        if not settings.milvus_uri:
+    def __init__(self, settings: Settings, wait_s: float = 60.0) -> None:
+        self.lite_path = None if settings.milvus_uri else settings.feast_dir / "online_store.db"
+        if self.lite_path:
             _quiet_milvus_lite()
+            wait_for_lite(self.lite_path, wait_s)
+            _LITE_OPEN_HERE.add(self.lite_path)
         self.store = _MemoizedViewsStore(config=repo_config(settings))
+
+    def close(self) -> None:
+        """Let go of the index: a Milvus Lite file stays locked to this process until closed."""
+        self._reconnect()
+        if self.lite_path:
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(str(self.lite_path))
+            _LITE_OPEN_HERE.discard(self.lite_path)
+
+    def __enter__(self) -> ChunkIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def apply(self) -> None:
         self.store.apply(feature_definitions())

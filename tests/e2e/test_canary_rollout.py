@@ -3,7 +3,6 @@
 through the router the whole time sees no failed request."""
 
 import asyncio
-import socket
 import threading
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from tasks.clients.registry import model_registry
 from tasks.registry import CHALLENGER, CHAMPION, register_candidate
 from tasks.registry_report import Candidate
 
-from worlds import World, compressed, tiny_world
+from worlds import World, compressed, free_port, tiny_world
 
 pytestmark = pytest.mark.e2e
 
@@ -86,9 +85,7 @@ def service(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         first = register(world, "v1", 3)  # the champion: few training steps
         registry.set_alias(MODEL, CHAMPION, first, action="promote", reason="test", actor="test")
         registry.set_alias(MODEL, CHALLENGER, None, action="clear", reason="test", actor="test")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         deploy(settings, MODEL, {first: 100.0}, name=APP, model_cpus=0.5, log_flush_s=1.0)
         try:

@@ -3,13 +3,17 @@ import asyncio
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from ray import serve
 
 from flows.nightly import NightlyParams, nightly_pipeline
+from tasks.canary_report import CanaryParams, ThresholdParams
 from tasks.embed import EmbedParams
 from tasks.ingest import IngestParams
 from tasks.retrieval import search
 from tasks.settings import Settings
 from tasks.train_prepare import FinetuneParams
+
+from worlds import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -61,9 +65,26 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     hits = search("What does the with statement do?", top_k=3, settings=settings)
     assert {"topics/with.txt", "modules/contextlib.html"} & {h.source for h in hits}
 
-    again = nightly_pipeline(params)  # nothing new: nothing embedded, nothing removed
+    # Nothing new to embed; trained longer, the new model passes the held-out comparison and
+    # faces the champion in a canary on the serving app, which the nightly deploys.
+    longer = params.finetune.model_copy(update={"max_steps": 30, "checkpoint_every": 15})
+    canary = CanaryParams(
+        router_url=f"http://127.0.0.1:{free_port()}", app_name="nightly-canary",
+        steps=[25, 100], model_cpus=0.5, max_wait_s=120,
+        thresholds=ThresholdParams(min_requests=8, max_p95_ratio=3.0),
+    )  # fmt: skip
+    try:
+        again = nightly_pipeline(params.model_copy(update={"finetune": longer, "canary": canary}))
+    finally:
+        serve.shutdown()
     assert (again.ingest.new_documents, again.embed.chunks_embedded) == (0, 0)
     assert again.embed.collection_rows == embed.collection_rows
-    assert again.promote.version == "2" and again.promote.parent_version == (
-        promoted.champion or "none"
+    assert again.promote.version == "2" and again.promote.parent_version == "1"
+    assert again.promote.canary_pending and not again.promote.promoted, again.promote.reasons
+    rolled = again.canary
+    assert (rolled.challenger, rolled.champion, rolled.verdict) == ("2", "1", "promoted"), (
+        rolled.steps[-1].reasons
     )
+    assert [s.percent for s in rolled.steps] == [25] and rolled.steps[0].replayed > 0
+    assert (rolled.champion_now, rolled.challenger_now, rolled.served_now) == ("2", None, ["2"])
+    assert "canary against v1: promoted (champion: v2)" in again.summary

@@ -1,10 +1,13 @@
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.clients.feature_store import ChunkIndex, repo_config
+from tasks.clients.feature_store import ChunkIndex, IndexBusy, repo_config
 from tasks.settings import Settings, get_settings
 
 pytestmark = pytest.mark.integration
@@ -76,3 +79,37 @@ def test_a_remote_milvus_is_chosen_by_settings_alone(
     assert online.uri == "http://milvus.internal:19530"
     assert online.token == "root:Milvus"
     assert not online.path
+
+
+def test_a_milvus_lite_file_held_by_another_process_is_waited_for_then_refused_clearly(
+    settings: Settings,
+) -> None:
+    """Milvus Lite locks its folder to one process; a second one waits for it, then gets an
+    error that says what holds it and what to do instead of pymilvus' connection failure."""
+    with ChunkIndex(settings) as index:
+        index.apply()
+        index.write(chunks(5)[0])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_INDEX, str(settings.home)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(IndexBusy, match=r"open in another process.*LLMOPS_MILVUS_URI"):
+            ChunkIndex(settings, wait_s=0.5)
+        started = time.monotonic()
+        with ChunkIndex(settings, wait_s=30) as index:  # the holder lets go after 2 s
+            assert time.monotonic() - started > 0.5 and index.count() == 5
+    finally:
+        holder.kill()
+
+
+HOLD_INDEX = """
+import sys, time
+from pathlib import Path
+from tasks.clients.feature_store import ChunkIndex
+from tasks.settings import Settings
+with ChunkIndex(Settings(home=Path(sys.argv[1]))) as index:
+    index.count()
+    print("holding", flush=True)
+    time.sleep(2)
+"""

@@ -37,12 +37,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield built
 
 
-def promote(world: World, report: CompressReport, name: str, margin: float = 0.0):
+def promote(
+    world: World, report: CompressReport, name: str, margin: float = 0.0, canary: bool = False
+):
     candidate = Candidate.from_report(report)
     registered = register_candidate(candidate, name, world.settings, "test")
     evaluation = evaluate_models(candidate, registered, world.settings)
     decision = decide_promotion(evaluation, candidate.gate_passed, margin)
-    return apply_decision(registered, evaluation, decision, None, world.settings, "test")
+    return apply_decision(registered, evaluation, decision, None, world.settings, "test", canary)
 
 
 def test_versions_carry_lineage_aliases_move_and_every_change_is_recorded(world: World) -> None:
@@ -118,6 +120,19 @@ def test_versions_carry_lineage_aliases_move_and_every_change_is_recorded(world:
          .experiment_id], filter_string=f"tags.model = '{name}'",
     )  # fmt: skip
     assert len(runs) == len(history)  # each change is its own MLflow run
+
+
+def test_with_a_canary_to_come_a_passing_model_stays_challenger(world: World) -> None:
+    """The nightly's way: the first model has no champion to face and is promoted; a better
+    one later is left as challenger for the canary rollout to decide on live traffic."""
+    name = "canaried"
+    first = promote(world, compressed(world, "canary-first", steps=3), name, canary=True)
+    assert (first.promoted, first.canary_pending, first.champion) == (True, False, "1")
+    better = promote(world, compressed(world, "canary-better", steps=30), name, canary=True)
+    assert (better.promoted, better.canary_pending) == (False, True)
+    assert (better.champion, better.challenger) == ("1", "2")
+    assert "canary rollout against v1" in better.reasons[-1]
+    assert model_registry(world.settings).version_tags(name, "2")["decision"] == "canary"
 
 
 def test_a_model_that_failed_the_gate_is_registered_but_never_promoted(world: World) -> None:

@@ -2,7 +2,6 @@
 them int8), a real Milvus Lite index behind Feast for RAG, HTTP through Serve's proxy."""
 
 import json
-import socket
 import statistics
 import threading
 import time
@@ -32,7 +31,7 @@ from tasks.registry import register_candidate
 from tasks.registry_report import Candidate
 from tasks.settings import Settings
 
-from worlds import World, compressed, tiny_world
+from worlds import World, compressed, free_port, tiny_world
 
 pytestmark = pytest.mark.integration
 
@@ -63,20 +62,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def fill_index(world: World, embedder) -> None:
-    """Index a few pydoc topics, then give the Milvus Lite file up: it opens in one process
-    only, and the service's retriever is another process."""
-    from milvus_lite.server_manager import server_manager_instance
-
+    """Index a few pydoc topics, then close the Milvus Lite file: it opens in one process at a
+    time, and the service's retriever is another process."""
     root = world.settings.home / "rag-docs"
     root.mkdir()
     for name in DOCS:
         (root / f"{name}.txt").write_text(topics[name])
     snapshot = ingest_folder(root, IngestParams(source_dir=str(root)), world.settings).snapshot_id
-    index = ChunkIndex(world.settings)
-    index.apply()
-    params = EmbedParams(snapshot_id=snapshot, chunk_tokens=64, overlap_tokens=0)
-    assert embed_snapshot(params, world.settings, index, embedder).collection_rows > 8
-    server_manager_instance.release_server(str(world.settings.feast_dir / "online_store.db"))
+    with ChunkIndex(world.settings) as index:
+        index.apply()
+        params = EmbedParams(snapshot_id=snapshot, chunk_tokens=64, overlap_tokens=0)
+        assert embed_snapshot(params, world.settings, index, embedder).collection_rows > 8
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +87,7 @@ def service(ray_local, world: World, embedder) -> Iterator[Service]:
         "serving_api_key": SecretStr(KEY), "serving_max_prompt_tokens": MAX_PROMPT,
         "serving_max_tokens": MAX_TOKENS,
     })  # fmt: skip
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     started = time.perf_counter()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     deploy(settings, MODEL, WEIGHTS, name=APP, batch_wait_timeout_s=0.005, log_flush_s=0.5)
@@ -335,6 +329,30 @@ def test_rag_returns_its_sources_and_stays_within_the_window(service: Service) -
         )
         assert chat.status_code == 200 and chat.json()["sources"]  # fmt: skip
         assert chat.json()["usage"]["prompt_tokens"] + MAX_TOKENS <= WINDOW
+
+
+def test_the_retriever_lets_a_pipeline_stage_take_the_index_and_takes_it_back(
+    service: Service,
+) -> None:
+    """Milvus Lite locks its file to one process: the retriever closes it after 3 idle seconds
+    so that the embed stage can write while the service runs; meanwhile RAG says why it cannot
+    answer with passages, chat answers without them, and passages come back afterwards."""
+    question = {"prompt": "How do I handle exceptions with try and except?", "rag": True,
+                "max_tokens": 4}  # fmt: skip
+    chat = {"messages": [{"role": "user", "content": "What does try do?"}], "max_tokens": 4}
+    with service.client() as c:
+        assert complete(c, **question)["sources"]
+        started = time.monotonic()
+        with ChunkIndex(service.settings, wait_s=15) as stage:  # what the embed stage does
+            waited = time.monotonic() - started
+            assert stage.count() > 8
+            busy = post(c, "/v1/completions", {"model": MODEL, **question})
+            assert busy.status_code == 503, busy.text
+            assert "being rewritten" in busy.json()["error"]["message"]
+            answered = post(c, "/v1/chat/completions", chat)
+            assert answered.status_code == 200 and answered.json()["sources"] == []
+        assert complete(c, **question)["sources"]
+    assert waited < 10, f"the stage waited {waited:.1f} s for the retriever to let go"
 
 
 def test_weights_change_in_place_without_restarts_or_failed_requests(service: Service) -> None:
