@@ -41,6 +41,7 @@ from serving.generation import (
 )
 from serving.http import http_app
 from serving.retriever import NOTHING_INDEXED, Retriever
+from tasks.clients.secrets import with_serving_key
 from tasks.core.routing import normalise_weights
 from tasks.settings import Settings
 
@@ -227,6 +228,7 @@ def build_app(
     list the challenger first so that raising its share only moves callers towards it."""
     weights = {str(v): float(w) for v, w in weights.items()}
     checked_weights(weights, weights)
+    settings = with_serving_key(settings)  # the replicas get the key, not the secret's name
     retriever = Retriever.bind(settings)
     options = {"num_cpus": model_cpus}
     servers = {

@@ -22,6 +22,7 @@ from prefect.artifacts import create_markdown_artifact
 from serving.request_log import read_acknowledged
 from tasks.canary_report import CanaryOutcome, CanaryParams, StepResult, report_markdown
 from tasks.clients.registry import model_registry
+from tasks.clients.secrets import with_serving_key
 from tasks.core.canary import CanaryThresholds, VersionStats, canary_weights, decide_step
 from tasks.registry import CHALLENGER, CHAMPION, current_actor
 from tasks.settings import Settings, get_settings
@@ -218,6 +219,11 @@ def conclude(
     )  # fmt: skip
 
 
+def _router_settings() -> Settings:
+    """Settings with the serving API key, read once per task (from a Prefect secret maybe)."""
+    return with_serving_key(get_settings())
+
+
 @task
 def canary_versions_task(name: str) -> dict[str, str]:
     return canary_versions(get_settings(), name)
@@ -225,7 +231,7 @@ def canary_versions_task(name: str) -> dict[str, str]:
 
 @task
 def ensure_serving_task(params: CanaryParams, versions: dict[str, str]) -> bool:
-    return ensure_serving(get_settings(), params, versions)
+    return ensure_serving(_router_settings(), params, versions)
 
 
 @task
@@ -243,14 +249,14 @@ def canary_step_task(
     params: CanaryParams, versions: dict[str, str], percent: float, last: bool,
     quality: dict[str, float] | None, prompts: list[str],
 ) -> StepResult:  # fmt: skip
-    return run_step(get_settings(), params, versions, percent, last, quality, prompts)
+    return run_step(_router_settings(), params, versions, percent, last, quality, prompts)
 
 
 @task
 def conclude_task(
     params: CanaryParams, versions: dict[str, str], steps: list[StepResult]
 ) -> CanaryOutcome:
-    return conclude(get_settings(), params, versions, steps, current_actor())
+    return conclude(_router_settings(), params, versions, steps, current_actor())
 
 
 @task

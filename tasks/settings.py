@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     serving_api_key: SecretStr | None = Field(
         None, description="Bearer key the serving API requires; unset = no authentication."
     )
+    serving_api_key_secret: str | None = Field(
+        None, description="Or the name of a Prefect Secret block holding that key."
+    )
     serving_max_prompt_tokens: int = Field(
         2048, ge=1, description="Longest prompt served (tokens); the model's window caps it too."
     )
