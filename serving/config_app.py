@@ -1,0 +1,82 @@
+"""The Serve application for declarative deploys: `serve deploy` configs and a KubeRay
+RayService's serveConfigV2 (`infra/serving/rayservice.yaml`) name
+
+    import_path: serving.config_app:build
+    args: {model_name: ..., weights: [{version: ..., weight: ...}, ...], model_cpus: ...}
+
+Serve validates `args` into `ServingArgs` and calls `build` in the cluster (the controller's
+build task); endpoints and secrets come from the LLMOPS_* environment of the Ray pods, as
+everywhere else. Without `weights`, the registry's aliases decide, as for `python -m serving`:
+the champion takes all traffic and a challenger is served at weight 0.
+"""
+
+# No `from __future__ import annotations` here: Serve converts `args` into the builder's
+# pydantic model only when the parameter's annotation is the class itself, not a string.
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from ray.serve import Application
+
+from serving.app import build_app
+from tasks.clients.registry import MODEL_NAME, model_registry
+from tasks.registry_report import DEFAULT_MODEL
+from tasks.settings import Settings, get_settings
+
+
+class VersionWeight(BaseModel):
+    """One served version and its share of the traffic."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)  # version: 4 is "4"
+
+    version: str = Field(min_length=1)
+    weight: float = Field(ge=0)
+
+
+Weights = list[VersionWeight] | None
+
+
+class ServingArgs(BaseModel):
+    """The application's `args`. Unknown keys are refused: a misspelt option in a manifest
+    fails the deploy instead of being ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(DEFAULT_MODEL, pattern=MODEL_NAME.pattern)
+    # A list, not a mapping: KubeRay passes serveConfigV2 through a Go map, which sorts keys,
+    # and the routing order (challenger first) matters.
+    weights: Weights = Field(
+        None, min_length=1, description="Routing order; none = from the registry's aliases."
+    )
+    max_batch_size: int = Field(8, ge=1)
+    batch_wait_ms: float = Field(10.0, ge=0)
+    model_cpus: float = Field(1.0, gt=0, description="CPUs per model replica.")
+
+    @field_validator("weights")
+    @classmethod
+    def _one_weight_per_version(cls, weights: Weights) -> Weights:
+        versions = [w.version for w in weights or []]
+        if len(set(versions)) != len(versions):
+            raise ValueError(f"a version is listed twice: {versions}")
+        return weights
+
+
+def weights_of(args: ServingArgs, settings: Settings) -> dict[str, float]:
+    """The explicit weights, in order (no service is asked), or the registry's
+    champion/challenger split."""
+    if args.weights is not None:
+        return {w.version: w.weight for w in args.weights}
+    from serving.__main__ import weights_from_aliases  # pulls in the registry stage: lazily
+
+    return weights_from_aliases(model_registry(settings).aliases(args.model_name))
+
+
+def build(args: ServingArgs) -> Application:
+    """The bound application (nothing starts here: Serve deploys what this returns)."""
+    settings = get_settings()
+    return build_app(
+        settings,
+        args.model_name,
+        weights_of(args, settings),
+        max_batch_size=args.max_batch_size,
+        batch_wait_timeout_s=args.batch_wait_ms / 1000,
+        model_cpus=args.model_cpus,
+    )

@@ -1,0 +1,239 @@
+"""The KubeRay RayService manifest (infra/serving/rayservice.yaml), checked as far as a machine
+without Kubernetes can:
+
+- its serveConfigV2 by Ray's own schema, after the JSON round trip KubeRay puts it through;
+- its application by Ray's own code path: import_path imported, args handed to the builder
+  the way Serve does, the result built into deployments, the config's deployment options
+  applied by Serve's override function (all without starting Ray);
+- its pod templates against the Kubernetes PodTemplateSpec schema (kubernetes-validate);
+- KubeRay rules and the platform's own consistency (Ray version, image, environment).
+
+The RayService document as a whole is not checked against KubeRay's CRD schema: no package
+on the registries this project uses ships it (see infra/serving/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ray
+import yaml
+from pydantic import BaseModel, ValidationError
+from ray._common.utils import import_attr
+from ray.serve import Application
+
+# Serve's controller path, step by step: private modules (pyproject pins ray to 2.60.x).
+from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+from ray.serve._private.application_state import override_deployment_info
+from ray.serve._private.build_app import build_app
+from ray.serve._private.deploy_utils import deploy_args_to_deployment_info
+from ray.serve._private.deployment_info import DeploymentInfo
+from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
+
+from tasks.settings import REPO_ROOT, Settings, get_settings
+
+MANIFEST = REPO_ROOT / "infra" / "serving" / "rayservice.yaml"
+WEIGHTS = [{"version": 4, "weight": 10}, {"version": "3", "weight": 90}]  # challenger first
+OLDEST_KUBERNETES = "1.30"  # the oldest Kubernetes infra/serving/README.md names
+MAX_RAYSERVICE_NAME = 53 - 6  # KubeRay: "-serve-svc" fits in 63, plus the cluster's suffix
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict[str, Any]:
+    return yaml.safe_load(MANIFEST.read_text())
+
+
+@pytest.fixture(scope="module")
+def serve_config(manifest: dict[str, Any]) -> dict[str, Any]:
+    """serveConfigV2 as Serve receives it: KubeRay reads the YAML into a Go map and sends it
+    as JSON, which sorts every mapping's keys."""
+    raw = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    return json.loads(json.dumps(raw, sort_keys=True))
+
+
+@pytest.fixture(scope="module")
+def app_config(serve_config: dict[str, Any]) -> ServeApplicationSchema:
+    (app,) = ServeDeploySchema.model_validate(serve_config).applications
+    return app
+
+
+def unknown_keys(raw: dict[str, Any], schema: type[BaseModel]) -> set[str]:
+    known = set(schema.model_fields) | {f.alias for f in schema.model_fields.values() if f.alias}
+    return set(raw) - known
+
+
+def built_deployments(
+    app_config: ServeApplicationSchema, args: dict[str, Any]
+) -> dict[str, DeploymentInfo]:
+    """What Serve's controller deploys: the builder called as Serve calls it, the app built and
+    serialised, then the config's deployment options applied (a name the app lacks raises)."""
+    builder = import_attr(app_config.import_path)
+    app = call_user_app_builder_with_args_if_necessary(builder, args)
+    assert isinstance(app, Application)
+    built = build_app(app, name=app_config.name)
+    built.validate_single_fastapi_ingress()
+    infos = {d.name: deployment_info(d, app_config.name, d.name == built.ingress_deployment_name)
+             for d in built.deployments}  # fmt: skip
+    return override_deployment_info(infos, app_config)
+
+
+def deployment_info(deployment: Any, app_name: str, ingress: bool) -> DeploymentInfo:
+    # As `get_deploy_args` in the build task, less the job id (which would start Ray).
+    return deploy_args_to_deployment_info(
+        deployment_name=deployment.name,
+        deployment_config_proto_bytes=deployment._deployment_config.to_proto_bytes(),
+        replica_config_proto_bytes=deployment._replica_config.to_proto_bytes(),
+        deployer_job_id="",
+        app_name=app_name,
+        ingress=ingress,
+    )
+
+
+def containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for t in pod_templates(manifest).values() for c in t["spec"]["containers"]]
+
+
+def pod_templates(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    cluster = manifest["spec"]["rayClusterConfig"]
+    workers = {g["groupName"]: g["template"] for g in cluster["workerGroupSpecs"]}
+    return {"head": cluster["headGroupSpec"]["template"], **workers}
+
+
+def test_serve_config_passes_rays_schema_with_no_ignored_keys(
+    serve_config: dict[str, Any], app_config: ServeApplicationSchema
+) -> None:
+    # Ray's schemas ignore unknown keys (forward compatibility): a misspelt one would vanish.
+    assert not unknown_keys(serve_config, ServeDeploySchema)
+    (raw_app,) = serve_config["applications"]
+    assert not unknown_keys(raw_app, ServeApplicationSchema)
+    for raw in raw_app["deployments"]:
+        assert not unknown_keys(raw, DeploymentSchema), raw["name"]
+    assert (app_config.name, app_config.route_prefix) == ("llmops", "/")
+    assert app_config.import_path == "serving.config_app:build"
+
+
+def test_explicit_weights_build_the_app_without_services_or_ray(
+    settings: Settings, app_config: ServeApplicationSchema
+) -> None:
+    # The manifest's args through KubeRay's key-sorting JSON, plus weights in routing order.
+    args = json.loads(json.dumps({**app_config.args, "weights": WEIGHTS}, sort_keys=True))
+    infos = built_deployments(app_config, args)
+    assert set(infos) == {"Router", "Retriever", "model-v4", "model-v3"}
+    router = infos["Router"].deployment_config.user_config
+    assert list(router["weights"].items()) == [("4", 10.0), ("3", 90.0)]  # order kept
+    cpus = float(app_config.args["model_cpus"])
+    assert infos["model-v4"].replica_config.ray_actor_options["num_cpus"] == cpus
+    for options in app_config.deployments:
+        assert infos[options.name].deployment_config.num_replicas == options.num_replicas
+    assert not settings.home.exists()  # no registry (nor anything else) was opened
+    assert not ray.is_initialized()
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A real MLflow registry (SQLite) where version 2 is champion and 3 challenger."""
+    from tasks.clients.registry import model_registry
+    from tasks.registry import CHALLENGER, CHAMPION
+    from tasks.registry_report import DEFAULT_MODEL
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMOPS_HOME", str(tmp_path_factory.mktemp("registry") / "state"))
+        patch.delenv("LLMOPS_MLFLOW_TRACKING_URI", raising=False)
+        settings = get_settings()
+        registry = model_registry(settings)
+        registry.client.create_registered_model(DEFAULT_MODEL)
+        for _ in range(3):
+            registry.client.create_model_version(DEFAULT_MODEL, (settings.home / "m").as_uri())
+        for alias, version, action in ((CHAMPION, "2", "promote"), (CHALLENGER, "3", "register")):
+            registry.set_alias(DEFAULT_MODEL, alias, version, action=action, reason="test",
+                               actor="test")  # fmt: skip
+        yield settings
+
+
+def test_without_weights_the_registry_aliases_decide(
+    promoted: Settings, app_config: ServeApplicationSchema
+) -> None:
+    assert "weights" not in app_config.args  # the manifest as checked in
+    infos = built_deployments(app_config, app_config.args)
+    assert set(infos) == {"Router", "Retriever", "model-v3", "model-v2"}
+    weights = infos["Router"].deployment_config.user_config["weights"]
+    assert list(weights.items()) == [("3", 0.0), ("2", 100.0)]  # challenger first, at 0
+
+
+def test_a_model_without_champion_fails_the_build_clearly(
+    promoted: Settings, app_config: ServeApplicationSchema
+) -> None:
+    with pytest.raises(ValueError, match="no champion"):
+        built_deployments(app_config, {**app_config.args, "model_name": "never-promoted"})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"wieghts": WEIGHTS},  # misspelt: refused, not ignored
+        {"weights": [*WEIGHTS, {"version": "4", "weight": 1}]},  # a version twice
+        {"weights": []},
+        {"weights": [{"version": "4", "weight": -1}]},
+        {"model_cpus": 0},
+    ],
+)
+def test_bad_args_are_refused_by_the_args_model(
+    settings: Settings, app_config: ServeApplicationSchema, args: dict[str, Any]
+) -> None:
+    builder = import_attr(app_config.import_path)
+    with pytest.raises(ValidationError):  # Serve validated args into ServingArgs
+        call_user_app_builder_with_args_if_necessary(builder, args)
+
+
+@pytest.mark.parametrize("kubernetes", [OLDEST_KUBERNETES, "latest"])
+def test_pod_templates_match_the_kubernetes_schema(
+    manifest: dict[str, Any], kubernetes: str
+) -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    from kubernetes_validate.utils import latest_version
+
+    version = latest_version() if kubernetes == "latest" else kubernetes
+    for group, template in pod_templates(manifest).items():
+        # A PodTemplate's `template` is a PodTemplateSpec, the type KubeRay's groups embed.
+        wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": group},
+                   "template": template}  # fmt: skip
+        kv.validate(wrapped, version, strict=True)  # strict: unknown fields are errors
+
+
+def test_cluster_follows_kuberays_rules(manifest: dict[str, Any]) -> None:
+    assert (manifest["apiVersion"], manifest["kind"]) == ("ray.io/v1", "RayService")
+    name = manifest["metadata"]["name"]
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name)
+    assert len(name) <= MAX_RAYSERVICE_NAME
+    cluster = manifest["spec"]["rayClusterConfig"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for group in groups:  # the CRD types them map[string]string: `num-cpus: 0` is refused
+        assert all(isinstance(v, str) for v in group.get("rayStartParams", {}).values())
+    for worker in cluster["workerGroupSpecs"]:
+        assert worker["minReplicas"] <= worker["replicas"] <= worker["maxReplicas"]
+
+
+def test_cluster_runs_this_platform(manifest: dict[str, Any]) -> None:
+    assert manifest["spec"]["rayClusterConfig"]["rayVersion"] == ray.__version__
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert {c["image"] for c in containers(manifest)} == {
+        f"ghcr.io/llmops/platform:{project['version']}"
+    }
+
+
+def test_every_node_gets_the_same_settings(manifest: dict[str, Any]) -> None:
+    # Serve builds the app (reads the registry) on any node, and places replicas on any.
+    first, *others = containers(manifest)
+    for key in ("env", "envFrom", "volumeMounts"):
+        assert all(c[key] == first[key] for c in others), key
+    volumes = [t["spec"]["volumes"] for t in pod_templates(manifest).values()]
+    assert all(v == volumes[0] for v in volumes)
+    ours = [e["name"] for e in first["env"] if e["name"].startswith("LLMOPS_")]
+    assert ours, "the state folder at least is set"
+    for env in ours:  # pydantic-settings ignores unknown variables: a typo would be silent
+        assert env.removeprefix("LLMOPS_").lower() in Settings.model_fields, env
