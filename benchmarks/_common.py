@@ -43,7 +43,7 @@ def fresh_home(prefix: str) -> Iterator[Settings]:
             # latest), which would re-create the folder after its removal: close it first.
             from milvus_lite.server_manager import server_manager_instance
 
-            server_manager_instance.release_server(str(settings.feast_dir / "online_store.db"))
+            server_manager_instance.release_server(str(settings.milvus_lite_path))
 
 
 def write_demo_corpus(settings: Settings, quick: bool) -> Path:

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         return self.home / "feast"
 
     @property
+    def milvus_lite_path(self) -> Path:
+        """The embedded vector store's folder (used when `milvus_uri` is unset)."""
+        return self.feast_dir / "online_store.db"
+
+    @property
     def corpus_dir(self) -> Path:
         return self.home / "corpus"
 

@@ -83,7 +83,7 @@ def repo_config(settings: Settings) -> RepoConfig:
         if settings.milvus_token:
             online["token"] = settings.milvus_token.get_secret_value()
     else:
-        online["path"] = str(settings.feast_dir / "online_store.db")
+        online["path"] = str(settings.milvus_lite_path)
     config = RepoConfig(**raw)
     config.repo_path = settings.home  # file sources are relative to the state folder
     return config
@@ -120,7 +120,7 @@ class ChunkIndex:
     """The chunk feature view: writes go through Feast, searches through Feast's v2 retrieval."""
 
     def __init__(self, settings: Settings, wait_s: float = 60.0) -> None:
-        self.lite_path = None if settings.milvus_uri else settings.feast_dir / "online_store.db"
+        self.lite_path = None if settings.milvus_uri else settings.milvus_lite_path
         if self.lite_path:
             _quiet_milvus_lite()
             wait_for_lite(self.lite_path, wait_s)
