@@ -1,4 +1,5 @@
-# The README's two commands are `make nightly` and `make test`; each sets itself up.
+# The README's two commands are `make nightly` and `make test`; each sets itself up
+# (`make ui` too: the Prefect UI with every deployment and a worker).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,8 +7,15 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# The UI test drives this browser (Debian's package: Playwright's own download does not work
+# here); set CHROMIUM to another Chromium or Chrome binary where there is no apt-get.
+CHROMIUM ?= /usr/bin/chromium
+export LLMOPS_CHROMIUM := $(CHROMIUM)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST ?= 127.0.0.1
+PORT ?= 4200
 
-.PHONY: setup nightly search serve test lint format bench feast-apply clean
+.PHONY: setup nightly search serve ui test chromium lint format bench feast-apply clean
 
 setup: $(STAMP)
 
@@ -25,13 +33,23 @@ nightly: $(STAMP)  ## ingest the Python docs demo corpus and embed it into Milvu
 search: $(STAMP)  ## make search Q="how do I define a decorator"
 	$(BIN)/llmops search "$(Q)"
 
-test: $(STAMP)  ## lint, then unit, integration and end-to-end tests
+test: $(STAMP) chromium  ## lint, then unit, integration and end-to-end tests (UI test: Chromium)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
 serve: $(STAMP)  ## serve the champion (and challenger) over HTTP on local Ray until Ctrl-C
 	$(BIN)/python -m serving
+
+ui: $(STAMP)  ## Prefect server + UI on http://$(HOST):$(PORT), all deployments, a worker; Ctrl-C stops
+	$(BIN)/python infra/local/run_platform.py --host $(HOST) --port $(PORT)
+
+# apt-get only when the browser is missing (CI runs `make test` as root on a clean machine).
+chromium:
+	@test -x "$(CHROMIUM)" || { \
+	  command -v apt-get >/dev/null || { echo "no $(CHROMIUM) and no apt-get: install Chromium, set CHROMIUM=its path" >&2; exit 1; }; \
+	  echo "installing Debian's chromium for the UI test"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,26 @@
+from prefect import flow
+
+from tasks.monitor import (
+    check_request_log_task,
+    compare_windows_task,
+    emit_drift_event,
+    load_windows_task,
+    publish_drift_report,
+)
+from tasks.monitor_report import MonitorParams, MonitorReport
+
+
+@flow(name="monitor_drift", log_prints=True)
+def monitor_drift(params: MonitorParams = MonitorParams()) -> MonitorReport:  # noqa: B008
+    """Compare the current window of the request log with a reference (past traffic or the
+    training data): Great Expectations checks on the log, an Evidently report over prompt and
+    response lengths, vocabulary, language, tokens, latency and errors per version, prompt
+    embeddings and retrieval misses. Drift of the prompts emits `llmops.drift.detected`, which
+    starts retraining; too little data gives no verdict."""
+    windows = load_windows_task(params)
+    log_checks = check_request_log_task(windows, params.max_latency_ms)
+    report = compare_windows_task(windows, params, log_checks)
+    report = emit_drift_event(report)
+    publish_drift_report(report)
+    print(f"drift monitor: {report.status}; " + "; ".join(report.reasons))
+    return report

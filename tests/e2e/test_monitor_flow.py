@@ -1,0 +1,70 @@
+"""The monitor_drift flow under Prefect: German traffic against a Python-docs reference is
+drift, which emits `llmops.drift.detected` for the model and publishes the summary and a link
+to the HTML report; an empty window gives no verdict and no event."""
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from drift_world import DAY0, drift_world
+from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.events.worker import EventsWorker
+
+from flows.monitor import monitor_drift
+from tasks.monitor_report import DRIFT_EVENT, MonitorParams, model_resource
+
+pytestmark = pytest.mark.e2e
+MODEL = "drift-e2e"
+
+
+def params(current: tuple, reference: tuple) -> MonitorParams:
+    return MonitorParams.model_validate({
+        "model_name": MODEL, "min_rows": 100, "embedding_sample": 100, "embedding_map": False,
+        "current": {"start": current[0], "end": current[1]},
+        "reference": {"start": reference[0], "end": reference[1]},
+    })  # fmt: skip
+
+
+def drift_events() -> list:
+    EventsWorker.drain_all()  # the flow's events leave in the background
+    wanted = EventFilter(event=EventNameFilter(name=[DRIFT_EVENT]),
+                         resource=EventResourceFilter(id=[model_resource(MODEL)]))  # fmt: skip
+    with get_client(sync_client=True) as client:
+        for _ in range(30):  # the server takes them in asynchronously too
+            events = client.read_events(wanted, limit=10).events  # the server allows <= 50
+            if events:
+                return events
+            time.sleep(0.5)
+    return []
+
+
+def test_drift_emits_the_event_and_publishes_the_report(
+    prefect_harness, tmp_path: Path, embedder
+) -> None:
+    with drift_world(tmp_path, embedder, size=100, names=("reference", "man-de")) as world:
+        report = monitor_drift(params(world.day("man-de"), world.day("reference")))
+        assert (report.status, report.retrain, report.event_emitted) == ("drift", True, True)
+        assert {"language", "OOV rate", "prompt embeddings"} <= {c.name for c in report.drifted}
+        assert Path(report.html).exists() and report.embedding_html is None  # no t-SNE map
+
+        events = drift_events()
+        assert len(events) == 1
+        payload = events[0].payload
+        assert payload["status"] == "drift" and payload["report"] == report.html
+        assert "language" in {c["name"] for c in payload["drifted"]}
+        with get_client(sync_client=True) as client:
+            summary = client.read_latest_artifacts()
+        by_key = {a.key: a for a in summary}
+        assert "retraining asked for" in by_key["drift-summary"].data
+        assert Path(report.html).as_uri() in by_key["drift-report"].data
+
+        empty = (DAY0 + timedelta(days=10), DAY0 + timedelta(days=11))
+        nothing = monitor_drift(params(empty, world.day("reference")))
+        assert (nothing.status, nothing.retrain, nothing.event_emitted) == (
+            "insufficient data",
+            False,
+            False,
+        )
+        assert len(drift_events()) == 1  # still only the first run's
