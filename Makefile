@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 4200
 
-.PHONY: setup nightly search serve ui test chromium lint format bench feast-apply clean
+.PHONY: setup nightly search serve ui test chromium manpages lint format bench feast-apply clean
 
 setup: $(STAMP)
 
@@ -33,7 +33,7 @@ nightly: $(STAMP)  ## ingest the Python docs demo corpus and embed it into Milvu
 search: $(STAMP)  ## make search Q="how do I define a decorator"
 	$(BIN)/llmops search "$(Q)"
 
-test: $(STAMP) chromium  ## lint, then unit, integration and end-to-end tests (UI test: Chromium)
+test: $(STAMP) chromium manpages  ## lint, then unit, integration and end-to-end tests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
@@ -50,6 +50,13 @@ chromium:
 	  command -v apt-get >/dev/null || { echo "no $(CHROMIUM) and no apt-get: install Chromium, set CHROMIUM=its path" >&2; exit 1; }; \
 	  echo "installing Debian's chromium for the UI test"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The drift tests' other-domain traffic: Linux man pages (Debian's `manpages`, section 7).
+manpages:
+	@test -f /usr/share/man/man7/epoll.7.gz || { \
+	  command -v apt-get >/dev/null || { echo "no /usr/share/man/man7: install the Linux man pages (Debian: manpages)" >&2; exit 1; }; \
+	  echo "installing Debian's manpages for the drift tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,10 +3,10 @@ from prefect import flow
 from tasks.monitor import (
     check_request_log_task,
     compare_windows_task,
-    emit_drift_event,
     load_windows_task,
     publish_drift_report,
 )
+from tasks.monitor_events import emit_drift_event
 from tasks.monitor_report import MonitorParams, MonitorReport
 
 
@@ -20,7 +20,7 @@ def monitor_drift(params: MonitorParams = MonitorParams()) -> MonitorReport:  # 
     windows = load_windows_task(params)
     log_checks = check_request_log_task(windows, params.max_latency_ms)
     report = compare_windows_task(windows, params, log_checks)
-    report = emit_drift_event(report)
+    report = emit_drift_event(report, params.retrain_cooldown_hours)
     publish_drift_report(report)
     print(f"drift monitor: {report.status}; " + "; ".join(report.reasons))
     return report

@@ -19,6 +19,8 @@ from tasks.train_prepare import FinetuneParams
 
 
 class NightlyParams(BaseModel):
+    """Each stage's parameters; the defaults are the embedded nightly run."""
+
     ingest: IngestParams = Field(default_factory=IngestParams, description="Ingest stage.")
     embed: EmbedParams = Field(default_factory=EmbedParams, description="Embed stage.")
     finetune: FinetuneParams = Field(default_factory=FinetuneParams, description="Fine-tuning.")

@@ -10,6 +10,8 @@ from tasks.registry_report import DEFAULT_MODEL
 
 
 class ThresholdParams(BaseModel):
+    """How much worse than the champion the challenger may be before it is rolled back."""
+
     max_error_rate_increase: float = Field(0.01, ge=0, description="Absolute (0.01 = 1 point).")
     max_p95_ratio: float = Field(1.5, gt=0, description="Challenger p95 / champion p95.")
     max_quality_regression: float = Field(0.02, ge=0, description="Relative bits/byte worse.")
@@ -19,14 +21,20 @@ class ThresholdParams(BaseModel):
 class CanaryParams(BaseModel):
     """Roll the challenger out on the running app, step by step, with automatic rollback."""
 
-    model_name: str = Field(DEFAULT_MODEL, pattern=MODEL_NAME.pattern)
+    model_name: str = Field(
+        DEFAULT_MODEL, pattern=MODEL_NAME.pattern, description="Registered model rolled out."
+    )
     steps: list[float] = Field([5, 25, 50, 100], description="Challenger %, ending at 100.")
-    thresholds: ThresholdParams = ThresholdParams()
+    thresholds: ThresholdParams = Field(
+        default_factory=ThresholdParams, description="When a step rolls back."
+    )
     max_wait_s: float = Field(300, gt=0, description="Per step, for enough requests.")
     replay: bool = Field(True, description="Replay held-out prompts when live traffic is short.")
-    replay_max_tokens: int = Field(8, ge=1, le=256)
+    replay_max_tokens: int = Field(8, ge=1, le=256, description="Tokens per replayed answer.")
     app_name: str = Field("llmops", description="Serve application name.")
-    router_url: str = Field("http://127.0.0.1:8000")
+    router_url: str = Field(
+        "http://127.0.0.1:8000", description="The serving app's HTTP address (Serve's proxy)."
+    )
     model_cpus: float = Field(1.0, gt=0, description="CPUs per model replica, when deploying.")
 
 

@@ -60,20 +60,24 @@ class CompressParams(BaseModel):
                  "lowrank"],
         description="Candidates to build; 'distill' trains a smaller student (slow).",
     )  # fmt: skip
-    half_dtype: Literal["bf16", "fp16"] = "bf16"
+    half_dtype: Literal["bf16", "fp16"] = Field("bf16", description="Half-precision type.")
     sparsity: float = Field(0.5, gt=0, lt=1, description="Magnitude pruning: share of zeros.")
-    structured_target: Literal["mlp", "heads"] = "mlp"
+    structured_target: Literal["mlp", "heads"] = Field(
+        "mlp", description="Structured pruning removes MLP channels or attention heads."
+    )
     structured_fraction: float = Field(0.25, gt=0, lt=1, description="Share removed per layer.")
     lowrank_energy: float = Field(0.9, gt=0, le=1, description="Singular value energy kept.")
     recovery_steps: int = Field(0, ge=0, description="Fine-tune after pruning/low-rank (0=off).")
     distill_steps: int = Field(60, ge=1, description="Distillation steps.")
     student_layers: int | None = Field(None, ge=1, description="Empty = half the teacher's.")
-    distill_temperature: float = Field(2.0, gt=0)
+    distill_temperature: float = Field(2.0, gt=0, description="Softens both distributions.")
     distill_alpha: float = Field(0.5, ge=0, le=1, description="Weight of the KL term.")
     learning_rate: float = Field(1e-3, gt=0, description="Recovery and distillation.")
     calibration_rows: int = Field(16, ge=1, description="Held-out rows for static int8.")
     new_tokens: int = Field(32, ge=1, description="Generated tokens per latency repeat.")
-    gate: GateParams = Field(default_factory=GateParams)
+    gate: GateParams = Field(
+        default_factory=GateParams, description="What a candidate must keep to be chosen."
+    )
 
 
 def build(

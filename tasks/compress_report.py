@@ -11,24 +11,27 @@ EXPERIMENT = "compress"  # MLflow experiment of compression runs
 class CandidateRow(BaseModel):
     """One candidate measured the same way as the uncompressed model."""
 
-    name: str
-    method: str
+    name: str = Field(description="Candidate name, e.g. int8-dynamic or magnitude-50%.")
+    method: str = Field(description="The compression method that built it.")
     folder: str = Field(description="Candidate folder (safetensors, recipe, manifest).")
     size_bytes: int = Field(description="Weights on disk.")
     parameters: int = Field(description="Weights held (non-zero ones for sparse tensors).")
     latency_ms_p50: float = Field(description="CPU latency per generated token, median.")
-    tokens_per_s: float
+    tokens_per_s: float = Field(description="Generated tokens per second on CPU.")
     perplexity: float = Field(description="Held-out perplexity.")
     broken: list[str] = Field(default_factory=list, description="Gate thresholds it broke.")
 
 
 class CompressReport(BaseModel):
+    """The compression stage's result: every candidate measured against the uncompressed
+    model, and the one chosen."""
+
     run_id: str = Field(description="MLflow run of this compression; the chosen model is its "
                         "`model` artifact.")  # fmt: skip
     source_run_id: str = Field(description="The fine-tuning run that was compressed.")
-    snapshot_id: str
-    baseline: CandidateRow
-    candidates: list[CandidateRow]
+    snapshot_id: str = Field(description="Ingest snapshot whose held-out rows measured them.")
+    baseline: CandidateRow = Field(description="The uncompressed model, measured the same way.")
+    candidates: list[CandidateRow] = Field(description="Every candidate built, gated or not.")
     chosen: str = Field(description=f"Name of the chosen candidate, or {UNCOMPRESSED!r}.")
     lineage: dict[str, str] = Field(
         description="data_snapshot, feature_view, base_model, base_model_sha256, "

@@ -19,7 +19,6 @@ import pandas as pd
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NONE
-from prefect.events import emit_event
 
 from tasks.core.drift import DriftThresholds, current_window, decide, reference_window
 from tasks.core.drift_figures import WindowFigures, measurements
@@ -37,11 +36,9 @@ from tasks.monitor_data import (
 from tasks.monitor_evidently import embedding_auc, embedding_report, feature_report, save_html
 from tasks.monitor_log import LogCheck, check_request_log
 from tasks.monitor_report import (
-    DRIFT_EVENT,
     CheckRow,
     MonitorParams,
     MonitorReport,
-    model_resource,
     summary_markdown,
 )
 from tasks.settings import Settings, get_settings
@@ -229,18 +226,6 @@ def monitor_requests(
     return compare_windows(windows, params, embed, log_checks, directory, clock.seconds)
 
 
-def event_payload(report: MonitorReport) -> dict:
-    """What the drift event carries: enough to see why retraining started."""
-    return {
-        "status": report.status,
-        "current_window": report.current_window,
-        "reference_window": report.reference_window,
-        "current_rows": report.current_rows,
-        "drifted": [c.model_dump() for c in report.drifted],
-        "report": report.html,
-    }
-
-
 # Windows hold DataFrames: hashing them for a cache key would cost more than the task.
 @task(cache_policy=NONE)
 def load_windows_task(params: MonitorParams) -> Windows:
@@ -258,19 +243,6 @@ def compare_windows_task(
 ) -> MonitorReport:
     embed = default_embed(params.embedding_model)
     return compare_windows(windows, params, embed, log_checks, report_dir(get_settings()))
-
-
-@task
-def emit_drift_event(report: MonitorReport) -> MonitorReport:
-    """Emit `llmops.drift.detected` for the model when the verdict asks for retraining."""
-    if not report.retrain:
-        return report
-    resource = {
-        "prefect.resource.id": model_resource(report.model_name),
-        "prefect.resource.name": report.model_name,
-    }
-    event = emit_event(DRIFT_EVENT, resource=resource, payload=event_payload(report))
-    return report.model_copy(update={"event_emitted": event is not None})
 
 
 @task

@@ -151,6 +151,12 @@ class MonitorParams(BaseModel):
         "retraining event: input (prompts), output (responses), "
         "service (latency, errors).",
     )
+    retrain_cooldown_hours: float = Field(
+        24,
+        ge=0,
+        description="After a retraining event for this model, none again for this long (drift "
+        "that lasts would otherwise start a retraining every run); 0 = every run.",
+    )
     max_latency_ms: float = Field(600_000, gt=0, description="Request-log check: latency range.")
     seed: int = Field(0, description="Seed of the samples (embeddings, training passages).")
 
@@ -183,6 +189,7 @@ class MonitorReport(BaseModel):
     embedding_html: str | None
     seconds: dict[str, float]  # stage -> seconds
     event_emitted: bool = False
+    event_held_back: str | None = None  # when the event within the cooldown went out
 
     @property
     def drifted(self) -> list[CheckRow]:
@@ -198,7 +205,13 @@ def summary_markdown(r: MonitorReport) -> str:
     if r.status == "insufficient data":
         headline = "no verdict: too little data"
     elif r.retrain:
-        headline = "drift; retraining asked for" + (" (event emitted)" if r.event_emitted else "")
+        headline = "drift; retraining asked for" + (
+            " (event emitted)"
+            if r.event_emitted
+            else f" (not again: an event went out at {r.event_held_back}, within the cooldown)"
+            if r.event_held_back
+            else ""
+        )
     else:
         headline = r.status if r.status == "no drift" else "drift (no retraining asked for)"
     checks = "\n".join(

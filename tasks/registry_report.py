@@ -28,7 +28,9 @@ class PromoteParams(BaseModel):
     compress_run_id: str | None = Field(
         None, description="Or a compression run's MLflow id; neither = the latest compression."
     )
-    model_name: str = Field(DEFAULT_MODEL, pattern=MODEL_NAME.pattern)
+    model_name: str = Field(
+        DEFAULT_MODEL, pattern=MODEL_NAME.pattern, description="Registered model to promote in."
+    )
     min_improvement: float = Field(
         0.0, ge=0, lt=1, description="Relative bits/byte gain needed over base and champion."
     )
@@ -51,7 +53,9 @@ class PromoteParams(BaseModel):
 class RollbackParams(BaseModel):
     """Put the previous champion back in service."""
 
-    model_name: str = Field(DEFAULT_MODEL, pattern=MODEL_NAME.pattern)
+    model_name: str = Field(
+        DEFAULT_MODEL, pattern=MODEL_NAME.pattern, description="Registered model to roll back."
+    )
     reason: str = Field("manual rollback", min_length=1, description="Recorded in the history.")
     requested_by: str = Field("", description="Who asks (recorded); empty = this flow run.")
 

@@ -20,6 +20,8 @@ from tasks.settings import REPO_ROOT, Settings
 
 
 class LoraParams(BaseModel):
+    """LoRA adapters (PEFT): rank, scaling, dropout and where they go."""
+
     r: int = Field(8, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling (alpha).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path.")
@@ -35,14 +37,14 @@ class FinetuneParams(BaseModel):
         SCRATCH, description="Local path or hub id; 'scratch' builds a small Llama from config."
     )
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or all weights.")
-    lora: LoraParams = Field(default_factory=LoraParams)
+    lora: LoraParams = Field(default_factory=LoraParams, description="With method lora.")
     max_steps: int = Field(60, ge=1, description="Optimizer steps.")
     batch_size: int = Field(8, ge=1, description="Sequences per worker per micro-batch.")
     gradient_accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    learning_rate: float = Field(3e-3, gt=0)
+    learning_rate: float = Field(3e-3, gt=0, description="AdamW peak learning rate.")
     seq_len: int = Field(128, ge=2, description="Tokens per training sequence.")
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel).")
-    cpus_per_worker: float = Field(1, gt=0)
+    cpus_per_worker: float = Field(1, gt=0, description="CPUs each worker reserves.")
     use_gpu: bool = Field(False, description="One GPU per worker, bf16 autocast.")
     checkpoint_every: int = Field(20, ge=1, description="Steps between checkpoints.")
     max_failures: int = Field(2, ge=0, description="Worker failures survived by resuming.")
@@ -51,7 +53,7 @@ class FinetuneParams(BaseModel):
     memory_budget_gib: float | None = Field(
         None, description="Memory per worker; empty = this machine's available memory."
     )
-    seed: int = 0
+    seed: int = Field(0, description="Seed of initialisation, data order and the split.")
 
 
 @dataclass

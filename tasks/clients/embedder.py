@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sentence_transformers import SentenceTransformer
+if TYPE_CHECKING:  # importing it costs seconds; the CLI and settings only need the name
+    from sentence_transformers import SentenceTransformer
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -21,6 +23,8 @@ def resolve_model(model: str) -> str:
 
 @lru_cache(maxsize=2)
 def load_embedder(model: str = DEFAULT_MODEL) -> SentenceTransformer:
+    from sentence_transformers import SentenceTransformer
+
     return SentenceTransformer(resolve_model(model), device="cpu")
 
 

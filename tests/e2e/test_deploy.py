@@ -1,4 +1,6 @@
-"""`prefect deploy --all` against a real `prefect server`, as a platform team would run it."""
+"""`prefect deploy --all` against a real `prefect server`, as a platform team would run it: every
+deployment with its pool, schedules and concurrency, and the drift trigger, which a drift event
+turns into a run of the nightly pipeline."""
 
 import json
 import os
@@ -35,8 +37,17 @@ async def main():
                 ],
                 "parameters": sorted(d.parameter_openapi_schema.get("properties", {})),
                 "pull_steps": d.pull_steps,
+                "limit": d.global_concurrency_limit and d.global_concurrency_limit.limit,
+                "collisions": d.concurrency_options and d.concurrency_options.collision_strategy,
             }
-    print(json.dumps(out))
+        out["automations"] = [
+            {"name": a.name, "expect": sorted(a.trigger.expect),
+             "match": a.trigger.match.model_dump(),
+             "actions": [[x.type, str(x.deployment_id)] for x in a.actions]}
+            for a in await client.read_automations()
+        ]
+        out["ids"] = {str(d.id): d.name for d in await client.read_deployments()}
+    print(json.dumps(out, default=str))
 
 asyncio.run(main())
 """
@@ -86,6 +97,7 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
     run([PREFECT, "--no-prompt", "deploy", "--all"], env)
 
     deployments = json.loads(run([sys.executable, "-c", READ_DEPLOYMENTS], env))
+    automations, ids = deployments.pop("automations"), deployments.pop("ids")
     assert set(deployments) == {
         "nightly_pipeline/nightly",
         "ingest_documents/on-demand",
@@ -95,6 +107,7 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
         "promote_model/on-demand",
         "rollback_model/on-demand",
         "canary_rollout/on-demand",
+        "monitor_drift/hourly",
     }
     assert all(d["pool"] == "local-process" for d in deployments.values())
     nightly = deployments["nightly_pipeline/nightly"]
@@ -102,3 +115,46 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
     assert nightly["parameters"] == ["params"]  # the pydantic model the UI renders as a form
     [step] = nightly["pull_steps"]  # workers run the flows from this checkout
     assert step["prefect.deployments.steps.set_working_directory"]["directory"] == str(REPO)
+    assert (nightly["limit"], nightly["collisions"]) == (1, "ENQUEUE")  # never two at once
+    monitor = deployments["monitor_drift/hourly"]
+    assert monitor["schedules"] == [{"cron": "30 * * * *", "timezone": "UTC", "active": True}]
+    assert monitor["parameters"] == ["params"]
+
+    [drift] = automations
+    assert drift["name"] == "retrain-on-drift"
+    assert drift["expect"] == ["llmops.drift.detected"]
+    assert drift["match"] == {"prefect.resource.id": "llmops.model.*"}
+    [[action, deployment_id]] = drift["actions"]
+    assert action == "run-deployment" and ids[deployment_id] == "nightly"
+
+
+EMIT_DRIFT = """
+from prefect.events import emit_event
+from prefect.events.worker import EventsWorker
+from tasks.monitor_report import DRIFT_EVENT, model_resource
+emit_event(DRIFT_EVENT, resource={"prefect.resource.id": model_resource("pydocs-lm")})
+EventsWorker.drain_all()
+"""
+
+READ_NIGHTLY_RUNS = """
+import json
+from prefect.client.orchestration import get_client
+with get_client(sync_client=True) as client:
+    names = {d.id: d.name for d in client.read_deployments()}
+    runs = [r for r in client.read_flow_runs() if not r.auto_scheduled]  # not the schedule's
+print(json.dumps([[names.get(r.deployment_id), r.state_name] for r in runs]))
+"""
+
+
+def test_a_drift_event_starts_the_nightly_pipeline(prefect_server: dict[str, str]) -> None:
+    env = prefect_server
+    run([PREFECT, "work-pool", "create", "local-process", "--type", "process"], env)
+    run([PREFECT, "--no-prompt", "deploy", "--name", "nightly"], env)
+    assert json.loads(run([sys.executable, "-c", READ_NIGHTLY_RUNS], env)) == []
+
+    run([sys.executable, "-c", EMIT_DRIFT], env)
+    deadline = time.monotonic() + 60  # the server's trigger service reacts within seconds
+    while not (runs := json.loads(run([sys.executable, "-c", READ_NIGHTLY_RUNS], env))):
+        assert time.monotonic() < deadline, "no run of the nightly after the drift event"
+        time.sleep(1)
+    assert runs == [["nightly", "Scheduled"]]  # due now, waiting for a worker

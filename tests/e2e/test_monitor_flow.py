@@ -1,6 +1,7 @@
 """The monitor_drift flow under Prefect: German traffic against a Python-docs reference is
 drift, which emits `llmops.drift.detected` for the model and publishes the summary and a link
-to the HTML report; an empty window gives no verdict and no event."""
+to the HTML report; the same drift found again does not emit within the cooldown; an empty
+window gives no verdict and no event."""
 
 import time
 from datetime import timedelta
@@ -59,6 +60,15 @@ def test_drift_emits_the_event_and_publishes_the_report(
         by_key = {a.key: a for a in summary}
         assert "retraining asked for" in by_key["drift-summary"].data
         assert Path(report.html).as_uri() in by_key["drift-report"].data
+
+        # drift that lasts: the next run finds it again, but within the cooldown (24 h) it
+        # does not start another retraining
+        again = monitor_drift(params(world.day("man-de"), world.day("reference")))
+        assert (again.status, again.retrain, again.event_emitted) == ("drift", True, False)
+        assert again.event_held_back == events[0].occurred.isoformat()
+        with get_client(sync_client=True) as client:
+            latest = {a.key: a for a in client.read_latest_artifacts()}
+        assert "within the cooldown" in latest["drift-summary"].data
 
         empty = (DAY0 + timedelta(days=10), DAY0 + timedelta(days=11))
         nothing = monitor_drift(params(empty, world.day("reference")))
