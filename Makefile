@@ -20,11 +20,14 @@ PORT ?= 4200
 setup: $(STAMP)
 
 # torch first, pinned to the CPU build; a bare `torch` requirement could pull a CUDA build.
-$(STAMP): pyproject.toml
+# Every package the platform image locks is installed at the lock's version (-c), so this venv,
+# CI and the cluster's image agree (infra/image/README.md).
+LOCK := infra/image/requirements.lock
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[dev,image]'
 	touch $(STAMP)
 
 nightly: $(STAMP)  ## ingest the Python docs demo corpus and embed it into Milvus

@@ -10,12 +10,14 @@ from flows.promote import promote_model
 from tasks.canary_report import CanaryOutcome, CanaryParams
 from tasks.compress import CompressParams
 from tasks.compress_report import CompressReport
+from tasks.core.cost import StageUsage
 from tasks.embed import EmbedParams, EmbedReport
 from tasks.ingest import IngestParams, IngestReport
 from tasks.registry_report import PromoteParams, PromoteReport
-from tasks.report import publish_pipeline_summary
+from tasks.report import publish_pipeline_summary, record_costs
 from tasks.train import FinetuneReport
 from tasks.train_prepare import FinetuneParams
+from tasks.usage import StageMeter
 
 
 class NightlyParams(BaseModel):
@@ -40,6 +42,9 @@ class NightlyReport(BaseModel):
     compress: CompressReport
     promote: PromoteReport
     canary: CanaryOutcome | None = None
+    usage: list[StageUsage] = Field(
+        default_factory=list, description="What each stage held, used and cost, in order."
+    )
     summary: str
 
 
@@ -48,22 +53,35 @@ def nightly_pipeline(params: NightlyParams = NightlyParams()) -> NightlyReport: 
     """The whole pipeline, stage after stage, on one data snapshot: ingest → embed → fine-tune
     → compress → register → canary rollout on the serving app (when there is a champion to
     face) → champion."""
-    ingested = ingest_documents(params.ingest)
+    meter = StageMeter()  # each stage's wall, CPU and memory in this process, and its cost
+    with meter.stage("ingest"):
+        ingested = ingest_documents(params.ingest)
     snapshot = {"snapshot_id": ingested.snapshot_id}
-    embedded = embed_documents(params.embed.model_copy(update=snapshot))
-    tuned = finetune_model(params.finetune.model_copy(update=snapshot))
-    compressed = compress_model(params.compress.model_copy(update={"source_run_id": tuned.run_id}))
-    promoted = promote_model(
-        params.promote.model_copy(
-            update={"compress_report": compressed, "canary": params.canary is not None}
+    with meter.stage("embed"):
+        embedded = embed_documents(params.embed.model_copy(update=snapshot))
+    with meter.stage("finetune"):
+        tuned = finetune_model(params.finetune.model_copy(update=snapshot))
+    meter.add_parts("finetune", tuned.worker_usage)  # the Ray Train workers report their own
+    with meter.stage("compress"):
+        compressed = compress_model(
+            params.compress.model_copy(update={"source_run_id": tuned.run_id})
         )
-    )
+    with meter.stage("promote"):
+        promoted = promote_model(
+            params.promote.model_copy(
+                update={"compress_report": compressed, "canary": params.canary is not None}
+            )
+        )
     rolled_out = None
     if promoted.canary_pending:
-        rolled_out = canary_rollout(
-            params.canary.model_copy(update={"model_name": promoted.model_name})
-        )
-    summary = publish_pipeline_summary(ingested, embedded, tuned, compressed, promoted, rolled_out)
+        with meter.stage("canary"):
+            rolled_out = canary_rollout(
+                params.canary.model_copy(update={"model_name": promoted.model_name})
+            )
+    record_costs(meter.stages, compressed.run_id, promoted.model_name, promoted.version)
+    summary = publish_pipeline_summary(
+        ingested, embedded, tuned, compressed, promoted, rolled_out, meter.stages
+    )
     return NightlyReport(
         ingest=ingested,
         embed=embedded,
@@ -71,6 +89,7 @@ def nightly_pipeline(params: NightlyParams = NightlyParams()) -> NightlyReport: 
         compress=compressed,
         promote=promoted,
         canary=rolled_out,
+        usage=meter.stages,
         summary=summary,
     )
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from tasks.canary_report import CanaryOutcome
 from tasks.compress_report import CompressReport
+from tasks.core.cost import MODEL_STAGES, StageUsage, usage_metrics, version_cost
 from tasks.embed import EmbedReport
 from tasks.ingest import IngestReport
 from tasks.registry_report import PromoteReport
@@ -20,6 +24,7 @@ def summary_rows(
     compressed: CompressReport,
     promoted: PromoteReport,
     canary: CanaryOutcome | None = None,
+    usage: list[StageUsage] | None = None,
 ) -> list[dict[str, object]]:
     chosen, base = compressed.chosen_row, compressed.baseline
     rolled_out = [
@@ -72,7 +77,34 @@ def summary_rows(
         {"stage": "promote", "metric": "promoted", "value": promoted.promoted},
         {"stage": "promote", "metric": "champion", "value": promoted.champion or "none"},
         *rolled_out,
+        *cost_rows(usage or [], promoted.model_name, promoted.version),
     ]
+
+
+def cost_rows(usage: list[StageUsage], model: str, version: str | None) -> list[dict[str, object]]:
+    """What each stage held, used and cost; the run's total; the model version's share."""
+    if not usage:
+        return []
+    currency = usage[0].cost.currency
+    rows: list[dict[str, object]] = []
+    for s in usage:
+        peaks = ", ".join(f"{p.part} {p.peak_memory_bytes / 2**20:.0f}" for p in s.parts)
+        rows += [
+            {"stage": s.stage, "metric": "wall s", "value": round(s.wall_s, 2)},
+            {"stage": s.stage, "metric": "CPU-core-s held", "value": round(s.cpu_core_s, 2)},
+            {"stage": s.stage, "metric": "CPU-s used", "value": round(s.cpu_s, 2)},
+            {"stage": s.stage, "metric": "GPU-s", "value": round(s.gpu_s, 2)},
+            {"stage": s.stage, "metric": "peak memory MiB", "value": peaks},
+            {"stage": s.stage, "metric": f"cost {currency}", "value": round(s.cost.total, 6)},
+        ]
+    total = sum(s.cost.total for s in usage)
+    rows.append({"stage": "total", "metric": f"cost {currency}", "value": round(total, 6)})
+    if version:
+        rows.append(
+            {"stage": f"{model} v{version}", "metric": f"cost {currency}",
+             "value": round(version_cost(usage), 6)}
+        )  # fmt: skip
+    return rows
 
 
 def summary_line(
@@ -82,6 +114,7 @@ def summary_line(
     compressed: CompressReport,
     promoted: PromoteReport,
     canary: CanaryOutcome | None = None,
+    usage: list[StageUsage] | None = None,
 ) -> str:
     chosen, base = compressed.chosen_row, compressed.baseline
     verdict = "promoted to champion" if promoted.promoted else "not promoted"
@@ -101,6 +134,20 @@ def summary_line(
         f" perplexity {chosen.perplexity / base.perplexity - 1:+.1%}); registered as"
         f" {promoted.model_name} v{promoted.version}, {verdict}"
         f" (champion: v{champion or 'none'})"
+        f"{_cost_clause(usage or [], promoted.version)}"
+    )
+
+
+def _cost_clause(usage: list[StageUsage], version: str | None) -> str:
+    if not usage:
+        return ""
+    cost = sum(s.cost.total for s in usage)
+    held = sum(s.cpu_core_s for s in usage)
+    gpu = sum(s.gpu_s for s in usage)
+    of_version = f", v{version} {version_cost(usage):.4f}" if version else ""
+    return (
+        f"; held {held:.0f} CPU-core-s and {gpu:.0f} GPU-s, estimated cost "
+        f"{cost:.4f} {usage[0].cost.currency}{of_version}"
     )
 
 
@@ -112,8 +159,34 @@ def publish_pipeline_summary(
     compressed: CompressReport,
     promoted: PromoteReport,
     canary: CanaryOutcome | None,
+    usage: list[StageUsage] | None = None,
 ) -> str:
-    reports = (ingest, embed, tuned, compressed, promoted, canary)
+    reports = (ingest, embed, tuned, compressed, promoted, canary, usage)
     line = summary_line(*reports)
     create_table_artifact(summary_rows(*reports), key="nightly-summary", description=line)
     return line
+
+
+@task
+def record_costs(
+    usage: list[StageUsage], compress_run_id: str, model: str, version: str | None
+) -> None:
+    """The compression stage's usage on its MLflow run (fine-tuning logs its own), and the cost
+    of the model version on its registry entry, where a person choosing a model looks."""
+    from mlflow.entities import Metric
+
+    from tasks.clients.tracking import connect
+    from tasks.settings import get_settings
+
+    settings = get_settings()
+    client = connect(settings)
+    stamp = int(time.time() * 1000)
+    for stage in usage:
+        if stage.stage == "compress":
+            metrics = usage_metrics(stage.parts, settings.prices)
+            client.log_batch(compress_run_id, [Metric(k, v, stamp, 0) for k, v in metrics.items()])
+    if version:
+        by_stage = {s.stage: round(s.cost.total, 6) for s in usage if s.stage in MODEL_STAGES}
+        client.set_model_version_tag(model, version, "cost.total", f"{version_cost(usage):.6f}")
+        client.set_model_version_tag(model, version, "cost.currency", usage[0].cost.currency)
+        client.set_model_version_tag(model, version, "cost.stages", json.dumps(by_stage))

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tasks.core.cost import PRICE_SOURCE, Prices
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,6 +47,12 @@ class Settings(BaseSettings):
     )
     serving_max_tokens: int = Field(
         256, ge=1, description="Most tokens generated per request; larger asks are capped."
+    )
+    prices: Prices = Field(
+        default_factory=Prices,
+        description="Per-hour prices run costs are estimated with (JSON; keys left out keep "
+        f"their default): cpu_hour, memory_gib_hour, gpu_hour by type, gpu_type. Defaults: "
+        f"{PRICE_SOURCE}.",
     )
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,12 @@ from pydantic import BaseModel
 
 from tasks.clients.ray_cluster import ensure_ray, worker_capacity
 from tasks.clients.tracking import start_run
+from tasks.core.cost import Usage, usage_metrics
 from tasks.manifest import manifest_digest, sha256_file, write_manifest
 from tasks.settings import Settings, get_settings
 from tasks.train_loop import load_trainable, perplexity, train_loop_per_worker
 from tasks.train_prepare import FinetuneParams, Plan, git_commit, prepare
+from tasks.usage import FLOW_PROCESS, ProcessMeter, ray_worker_usage
 
 
 class FinetuneReport(BaseModel):
@@ -39,10 +42,15 @@ class FinetuneReport(BaseModel):
     parameters: int
     memory_gib: float
     memory: list[dict[str, object]]
+    usage: list[Usage] = []  # the driver process, then each Ray worker
 
     @property
     def trainable_fraction(self) -> float:
         return self.trainable_parameters / self.parameters
+
+    @property
+    def worker_usage(self) -> list[Usage]:
+        return [u for u in self.usage if u.part != FLOW_PROCESS]
 
 
 def build_trainer(
@@ -97,6 +105,11 @@ def check_workers(params: FinetuneParams, settings: Settings) -> None:
 
 
 def finetune(params: FinetuneParams, settings: Settings) -> FinetuneReport:
+    with ProcessMeter() as driver:
+        return _finetune(params, settings, driver)
+
+
+def _finetune(params: FinetuneParams, settings: Settings, driver: ProcessMeter) -> FinetuneReport:
     plan = prepare(params, settings)
     check_workers(params, settings)
     eval_rows, base = torch.from_numpy(plan.data.eval), plan.model
@@ -104,7 +117,12 @@ def finetune(params: FinetuneParams, settings: Settings) -> FinetuneReport:
         run_id = run.info.run_id
         _log_inputs(params, plan)
         ppl_before = perplexity(base, eval_rows)
+        started = time.perf_counter()
         result = build_trainer(params, plan.base_path, plan.data.train, settings, run_id).fit()
+        workers = ray_worker_usage(
+            result.metrics["worker_usage"], time.perf_counter() - started,
+            params.cpus_per_worker, params.use_gpu, settings.prices.gpu_type,
+        )  # fmt: skip
         with result.checkpoint.as_directory() as folder:
             load_trainable(Path(folder), base)
         ppl_after = perplexity(base, eval_rows)
@@ -128,10 +146,12 @@ def finetune(params: FinetuneParams, settings: Settings) -> FinetuneReport:
             parameters=plan.shape.parameters,
             memory_gib=plan.memory.total / 2**30,
             memory=plan.memory.table(),
+            usage=[driver.usage(), *workers],
         )
         mlflow.log_metrics(
             {"final_loss": report.final_loss, "tokens_per_s_final": report.tokens_per_s}
         )
+        mlflow.log_metrics(usage_metrics(report.usage, settings.prices))
     return report
 
 
@@ -214,6 +234,9 @@ def publish_finetune_report(report: FinetuneReport) -> None:
         ("trainable", f"{report.trainable_parameters} of {report.parameters} "
          f"({100 * report.trainable_fraction:.2f}%)"),
         ("memory estimate / worker", f"{report.memory_gib:.3f} GiB"),
+        *((f"{u.part}: held / used", f"{u.cpu_core_s:.0f} CPU-core-s / {u.cpu_s:.0f} CPU-s, "
+           f"{u.gpu_s:.0f} GPU-s, peak {u.peak_memory_bytes / 2**20:.0f} MiB")
+          for u in report.usage),
     ]  # fmt: skip
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     memory = "\n".join(f"| {m['part']} | {m['GiB']} |" for m in report.memory)

@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tasks.manifest import verify_manifest
+from tasks.usage import gather_worker_reports
 
 
 def load_model(base_path: str, method: str, lora: dict[str, Any] | None) -> torch.nn.Module:
@@ -179,6 +180,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if step % config["checkpoint_every"] == 0 or step == config["max_steps"]:
                 if tracker:
                     tracker.flush()
+                if step >= config["max_steps"]:  # every worker's own usage, for the cost
+                    metrics["worker_usage"] = gather_worker_reports(rank)
                 with tempfile.TemporaryDirectory() as tmp:
                     if rank == 0:
                         save_checkpoint(Path(tmp), model, optimizer, step)

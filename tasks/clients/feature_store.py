@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import socket
 import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
 import yaml
@@ -52,6 +54,29 @@ def wait_for_lite(path: Path, timeout_s: float) -> None:
                         "server (LLMOPS_MILVUS_URI)"
                     ) from None
                 time.sleep(0.2)
+
+
+class MilvusUnavailable(ConnectionError):
+    """The Milvus server in settings does not answer, or refuses the token."""
+
+
+def milvus_error(uri: str, exc: Exception) -> str:
+    """Why a Milvus server cannot be used: pymilvus reports a wrong token and an absent server
+    with the same message, so whether anything listens at the address tells them apart."""
+    parsed = urlparse(uri if "://" in uri else f"http://{uri}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 19530)
+    try:
+        socket.create_connection((parsed.hostname or "localhost", port), timeout=3).close()
+    except OSError as err:
+        return (
+            f"nothing answers at the Milvus URI {uri} (LLMOPS_MILVUS_URI): {err}; start the "
+            "server or fix the address (unset it for the embedded Milvus Lite file)"
+        )
+    return (
+        f"the Milvus server at {uri} refused the connection: check LLMOPS_MILVUS_TOKEN "
+        f"('user:password' or an API key; the server needs one when authentication is on) "
+        f"[{exc}]"
+    )
 
 
 class _MilvusLiteNoise(logging.Filter):
@@ -126,6 +151,17 @@ class ChunkIndex:
             wait_for_lite(self.lite_path, wait_s)
             _LITE_OPEN_HERE.add(self.lite_path)
         self.store = _MemoizedViewsStore(config=repo_config(settings))
+        if settings.milvus_uri:
+            self._check_server(settings.milvus_uri)
+
+    def _check_server(self, uri: str) -> None:
+        """Connect now, so a wrong address or token fails here with a reason."""
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            self._client.list_collections()
+        except MilvusException as exc:
+            raise MilvusUnavailable(milvus_error(uri, exc)) from None
 
     def close(self) -> None:
         """Let go of the index: a Milvus Lite file stays locked to this process until closed."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Any
 
 from tasks.settings import REPO_ROOT, Settings
@@ -15,12 +17,28 @@ def ensure_ray(settings: Settings) -> dict[str, float]:
     import ray
 
     if not ray.is_initialized():
-        if settings.ray_address:
-            runtime_env = {"working_dir": str(REPO_ROOT), "excludes": _EXCLUDES}
-            ray.init(address=settings.ray_address, runtime_env=runtime_env)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=True)
+        with _sigterm_handler_kept():
+            if settings.ray_address:
+                runtime_env = {"working_dir": str(REPO_ROOT), "excludes": _EXCLUDES}
+                ray.init(address=settings.ray_address, runtime_env=runtime_env)
+            else:
+                ray.init(include_dashboard=False, log_to_driver=True)
     return dict(ray.cluster_resources())
+
+
+class _sigterm_handler_kept:
+    """`ray.init` replaces the process's SIGTERM handler with `sys.exit`. Under Prefect that
+    turned a cancelled flow run into a crashed one (Prefect's runner cancels with SIGTERM and
+    its handler tells a cancel from a crash), so the handler in place before is put back.
+    Ray's exit hook still disconnects the driver, and the cluster drops the job's actors."""
+
+    def __enter__(self) -> None:
+        main = threading.current_thread() is threading.main_thread()
+        self.previous = signal.getsignal(signal.SIGTERM) if main else None
+
+    def __exit__(self, *exc: object) -> None:
+        if callable(self.previous):  # only a handler someone installed (SIG_DFL stays Ray's)
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def worker_capacity(resources: dict[str, Any], use_gpu: bool, cpus_per_worker: float) -> int:

@@ -3,16 +3,15 @@ deployment with its pool, schedules and concurrency, and the drift trigger, whic
 turns into a run of the nightly pipeline."""
 
 import json
-import os
 import subprocess
 import sys
 import time
-import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from worlds import free_port
+import services
 
 pytestmark = pytest.mark.e2e
 
@@ -54,35 +53,9 @@ asyncio.run(main())
 
 
 @pytest.fixture
-def prefect_server(tmp_path: Path):
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    }
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "server.log").read_text()[-3000:]) from None
-                time.sleep(0.5)
-        yield env
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+def prefect_server(tmp_path: Path) -> Iterator[dict[str, str]]:
+    with services.prefect_server(tmp_path) as server:
+        yield server.env
 
 
 def run(args: list[str], env: dict[str, str]) -> str:

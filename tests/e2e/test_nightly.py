@@ -1,4 +1,5 @@
 import asyncio
+import json
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -31,6 +32,36 @@ async def artifact_keys() -> set[str]:
     return {a.key for a in artifacts}
 
 
+async def summary_table() -> list[dict]:
+    """The rows of the latest `nightly-summary` table artifact, as the UI shows them."""
+    async with get_client() as client:
+        keys = ArtifactFilterKey(any_=["nightly-summary"])
+        found = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=keys))
+    data = found[0].data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def check_costs(report, stages: list[str]) -> None:
+    """Every stage measured and priced (> 0: work ran), the rows add up to the total, and the
+    model version costs the stages that made it (all but the search index)."""
+    assert [s.stage for s in report.usage] == stages
+    for s in report.usage:
+        assert s.wall_s > 0 and s.cpu_core_s > 0 and s.cpu_s > 0, s
+        assert s.peak_memory_bytes > 50 * 2**20 and s.cost.total > 0 and s.gpu_s == 0, s
+    finetune = next(s for s in report.usage if s.stage == "finetune")
+    workers = [p for p in finetune.parts if p.part.startswith("ray worker")]
+    assert len(workers) == report.finetune.world_size == 1
+    assert workers[0].cpu_s > 0 and workers[0].peak_memory_bytes > 50 * 2**20
+    assert workers[0].wall_s < finetune.wall_s  # held for the training, inside the stage
+    rows = asyncio.run(summary_table())
+    cost = {r["stage"]: r["value"] for r in rows if r["metric"] == "cost USD"}
+    assert list(cost)[: len(stages)] == stages
+    assert cost["total"] == pytest.approx(sum(cost[s] for s in stages), abs=1e-5)
+    version = cost[f"llmops-assistant v{report.promote.version}"]
+    assert version == pytest.approx(cost["total"] - cost["embed"], abs=1e-5)
+    assert f"estimated cost {cost['total']:.4f} USD" in report.summary
+
+
 def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     prefect_harness, ray_local, settings: Settings
 ):
@@ -56,6 +87,7 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     assert promoted.evaluation.snapshot_id == ingest.snapshot_id
     assert promoted.promoted == (promoted.champion == "1")  # first model: it only needs the base
     assert "registered as llmops-assistant v1" in report.summary
+    check_costs(report, ["ingest", "embed", "finetune", "compress", "promote"])
 
     hits = search("how do I define a decorator", top_k=3, settings=settings)
     assert all("decorat" in h.text for h in hits)
@@ -88,3 +120,4 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     assert [s.percent for s in rolled.steps] == [25] and rolled.steps[0].replayed > 0
     assert (rolled.champion_now, rolled.challenger_now, rolled.served_now) == ("2", None, ["2"])
     assert "canary against v1: promoted (champion: v2)" in again.summary
+    check_costs(again, ["ingest", "embed", "finetune", "compress", "promote", "canary"])

@@ -37,9 +37,10 @@ from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDepl
 
 from tasks.settings import REPO_ROOT, Settings, get_settings
 
+from manifests import kubernetes_versions, validate_pod_template
+
 MANIFEST = REPO_ROOT / "infra" / "serving" / "rayservice.yaml"
 WEIGHTS = [{"version": 4, "weight": 10}, {"version": "3", "weight": 90}]  # challenger first
-OLDEST_KUBERNETES = "1.30"  # the oldest Kubernetes infra/serving/README.md names
 MAX_RAYSERVICE_NAME = 53 - 6  # KubeRay: "-serve-svc" fits in 63, plus the cluster's suffix
 
 
@@ -191,19 +192,12 @@ def test_bad_args_are_refused_by_the_args_model(
         call_user_app_builder_with_args_if_necessary(builder, args)
 
 
-@pytest.mark.parametrize("kubernetes", [OLDEST_KUBERNETES, "latest"])
+@pytest.mark.parametrize("kubernetes", kubernetes_versions())
 def test_pod_templates_match_the_kubernetes_schema(
     manifest: dict[str, Any], kubernetes: str
 ) -> None:
-    kv = pytest.importorskip("kubernetes_validate")
-    from kubernetes_validate.utils import latest_version
-
-    version = latest_version() if kubernetes == "latest" else kubernetes
     for group, template in pod_templates(manifest).items():
-        # A PodTemplate's `template` is a PodTemplateSpec, the type KubeRay's groups embed.
-        wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": group},
-                   "template": template}  # fmt: skip
-        kv.validate(wrapped, version, strict=True)  # strict: unknown fields are errors
+        validate_pod_template(template, group, kubernetes)  # strict: unknown fields are errors
 
 
 def test_cluster_follows_kuberays_rules(manifest: dict[str, Any]) -> None:
