@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import torch
 
-from tasks.clients.tracking import EXPERIMENT, connect, latest_run_with
+from tasks.clients.tracking import EXPERIMENT, connect, latest_run_with, run_base_model
 from tasks.core.sequences import pack
 from tasks.manifest import verify_manifest
 from tasks.model_files import copy_verified
@@ -64,7 +64,7 @@ def resolve_source(settings: Settings, run_id: str | None) -> Source:
         run_id=run_id,
         snapshot_id=run.data.tags["data_snapshot"],
         folder=folder,
-        base_path=Path(run.data.tags["base_model_path"]),
+        base_path=run_base_model(run, settings),
         adapter=(folder / "adapter_config.json").exists(),
         seq_len=int(params["seq_len"]),
         eval_fraction=float(params["eval_fraction"]),

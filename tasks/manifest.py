@@ -33,6 +33,15 @@ def manifest_digest(folder: Path) -> str:
     return sha256_file(folder / MANIFEST)
 
 
+def folder_digest(folder: Path) -> str:
+    """The manifest's digest; for a folder without one (a pretrained model as downloaded), the
+    hash of its first safetensors file, else "unknown"."""
+    if (folder / MANIFEST).exists():
+        return manifest_digest(folder)
+    weights = sorted(folder.glob("*.safetensors"))
+    return sha256_file(weights[0]) if weights else "unknown"
+
+
 def checked_manifest(folder: Path, allow_pickle: bool = False) -> dict[str, str]:
     """The folder's manifest, once its file list matches the folder's and it names no pickle
     weights (unless allowed); the hashes are for the caller to check."""

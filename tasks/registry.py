@@ -15,7 +15,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
 
 from tasks.clients.registry import DIGEST_TAG, NONE, AliasChange, model_registry
-from tasks.clients.tracking import latest_run_with
+from tasks.clients.tracking import latest_run_with, run_base_model
 from tasks.compress_report import EXPERIMENT as COMPRESS_EXPERIMENT
 from tasks.core import promotion
 from tasks.evaluate import bits_per_byte, held_out_texts, load_model_folder
@@ -89,7 +89,8 @@ def evaluate_models(candidate: Candidate, registered: Registered, settings: Sett
     """Candidate (as registered), base and champion on the candidate's held-out documents,
     with the split and sequence length of its fine-tuning run."""
     registry, name = model_registry(settings), registered.model_name
-    training = registry.client.get_run(candidate.training_run_id).data
+    training_run = registry.client.get_run(candidate.training_run_id)
+    training = training_run.data
     missing = {"eval_fraction", "seq_len"} - set(training.params)
     if missing or "base_model_path" not in training.tags:
         raise ValueError(
@@ -115,7 +116,7 @@ def evaluate_models(candidate: Candidate, registered: Registered, settings: Sett
         version=registered.version,
         candidate_bpb=score(registry.download_verified(name, registered.version)),
         base_model_path=training.tags["base_model_path"],
-        base_bpb=score(Path(training.tags["base_model_path"])),
+        base_bpb=score(run_base_model(training_run, settings)),
         champion_version=champion,
         champion_bpb=champion_bpb,
     )

@@ -17,9 +17,9 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
 from tasks.clients.ray_cluster import ensure_ray, worker_capacity
-from tasks.clients.tracking import start_run
+from tasks.clients.tracking import BASE_MODEL_ARTIFACT, start_run
 from tasks.core.cost import Usage, usage_metrics
-from tasks.manifest import manifest_digest, sha256_file, write_manifest
+from tasks.manifest import folder_digest, write_manifest
 from tasks.settings import Settings, get_settings
 from tasks.train_loop import load_trainable, perplexity, train_loop_per_worker
 from tasks.train_prepare import FinetuneParams, Plan, git_commit, prepare
@@ -168,7 +168,7 @@ def _log_inputs(params: FinetuneParams, plan: Plan) -> None:
             "data_snapshot": plan.data.snapshot_id,
             "base_model": params.base_model,
             "base_model_path": str(plan.base_path),
-            "base_model_sha256": _folder_hash(plan.base_path),
+            "base_model_sha256": folder_digest(plan.base_path),
             "base_model_origin": json.loads(origin.read_text())["origin"]
             if origin.exists()
             else "pretrained",
@@ -183,13 +183,8 @@ def _log_inputs(params: FinetuneParams, plan: Plan) -> None:
             "memory_estimate_gib": plan.memory.total / 2**30,
         }
     )
-
-
-def _folder_hash(folder: Path) -> str:
-    if (folder / "manifest.sha256.json").exists():
-        return manifest_digest(folder)
-    weights = sorted(folder.glob("*.safetensors"))
-    return sha256_file(weights[0]) if weights else "unknown"
+    if origin.exists():  # built here (scratch): nowhere else to get it from on another machine
+        mlflow.log_artifacts(str(plan.base_path), artifact_path=BASE_MODEL_ARTIFACT)
 
 
 def _export(model: torch.nn.Module, plan: Plan, settings: Settings, run_id: str) -> Path:

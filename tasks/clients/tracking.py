@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import mlflow
+import tempfile
+from pathlib import Path
 
+import mlflow
+from mlflow.entities import Run
+
+from tasks.manifest import MANIFEST, folder_digest
+from tasks.model_files import copy_verified
 from tasks.settings import Settings
 
 EXPERIMENT = "finetune"
+BASE_MODEL_ARTIFACT = "base_model"  # bases built here (scratch) travel with their run
 
 
 def connect(settings: Settings) -> mlflow.MlflowClient:
@@ -46,3 +53,32 @@ def latest_run_with(client: mlflow.MlflowClient, experiment: str, tag: str) -> s
         max_results=200,
     )
     return next((r.info.run_id for r in runs if tag in r.data.tags), None)
+
+
+def run_base_model(run: Run, settings: Settings) -> Path:
+    """The base model a fine-tuning run started from, on this machine: the folder its tags name
+    when it is here with the recorded digest, else the copy logged with the run, fetched
+    through the tracking server and verified (promotion or compression on another machine)."""
+    tags = run.data.tags
+    named, digest = Path(tags["base_model_path"]), tags.get("base_model_sha256", "unknown")
+    if named.exists() and digest in ("unknown", folder_digest(named)):
+        return named
+    local = settings.models_dir / "base" / f"run-{run.info.run_id}"
+    if local.exists():
+        return local
+    listed = {a.path for a in mlflow.MlflowClient(settings.tracking_uri).list_artifacts(
+        run.info.run_id, BASE_MODEL_ARTIFACT)}  # fmt: skip
+    if not listed:
+        raise FileNotFoundError(
+            f"the base model of run {run.info.run_id} ({named}) is not on this machine and the "
+            "run holds no copy of it: put base models on storage every machine sees, or use "
+            "a hub id"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        fetched = mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path=BASE_MODEL_ARTIFACT, dst_path=tmp,
+            tracking_uri=settings.tracking_uri,
+        )  # fmt: skip
+        manifested = (Path(fetched) / MANIFEST).exists()
+        copy_verified(Path(fetched), local, settings.allow_pickle, digest if manifested else None)
+    return local

@@ -15,7 +15,7 @@ import pytest
 
 from tasks.compress_prepare import resolve_source
 from tasks.ingest import IngestParams, ingest_folder
-from tasks.manifest import MANIFEST
+from tasks.manifest import MANIFEST, folder_digest
 from tasks.registry import (
     CHALLENGER,
     CHAMPION,
@@ -93,10 +93,15 @@ def test_finetune_tracks_through_the_server(
     assert wanted <= {f["path"] for f in listed["files"]}
     assert wanted <= stored(tracking, report.run_id)  # in the server's folder
 
-    # Another machine (no local copy) fetches the model through the server, verified.
+    # Another machine (no local copy) fetches the model through the server, verified, and the
+    # base model it started from (built here from scratch, so logged with the run).
+    base = Path(tags["base_model_path"])
     shutil.rmtree(report.model_dir)
+    shutil.rmtree(base)
     source = resolve_source(remote_settings, report.run_id)
     assert source.folder == Path(report.model_dir) and (source.folder / MANIFEST).exists()
+    assert source.base_path != base and folder_digest(source.base_path) == tags["base_model_sha256"]
+    assert f"base_model/{MANIFEST}" in stored(tracking, report.run_id)
 
 
 def promote(world, steps: int, name: str):

@@ -64,6 +64,12 @@ def test_two_workers_train_data_parallel(
     assert report.world_size == 2 and report.steps == 6
     # Each optimizer step saw 2 micro-batches of 4 sequences on each of the 2 workers.
     assert report.tokens_per_s > 0
+    # Each worker reported its own usage (gathered to rank 0): both measured, both held a core.
+    workers = report.worker_usage
+    assert [w.part for w in workers] == ["ray worker 0", "ray worker 1"]
+    assert all(w.cpu_s > 0 and w.peak_memory_bytes > 100 * 2**20 for w in workers)
+    assert all(w.cores == 1 and w.wall_s > 0 for w in workers)
+    assert workers[0].cpu_s != workers[1].cpu_s  # two processes, not one report copied
 
 
 def _train_workers() -> list[psutil.Process]:
