@@ -22,6 +22,8 @@ from tasks.compression.store import save_candidate
 from tasks.core.sequences import pack
 from tasks.ingest import IngestParams, ingest_folder
 from tasks.manifest import manifest_digest, write_manifest
+from tasks.registry import apply_decision, decide_promotion, evaluate_models, register_candidate
+from tasks.registry_report import Candidate, PromoteReport
 from tasks.settings import Settings, get_settings
 from tasks.train_prepare import split_snapshot
 
@@ -117,6 +119,17 @@ def compressed(
         run_id=run.info.run_id, source_run_id=world.training_run, snapshot_id=world.snapshot,
         baseline=baseline, candidates=[row], chosen=chosen, lineage=lineage,
     )  # fmt: skip
+
+
+def promote(
+    world: World, report: CompressReport, name: str, margin: float = 0.0, canary: bool = False
+) -> PromoteReport:
+    """Register a compression report's model and apply the promotion rule, as the flow does."""
+    candidate = Candidate.from_report(report)
+    registered = register_candidate(candidate, name, world.settings, "test")
+    evaluation = evaluate_models(candidate, registered, world.settings)
+    decision = decide_promotion(evaluation, candidate.gate_passed, margin)
+    return apply_decision(registered, evaluation, decision, None, world.settings, "test", canary)
 
 
 def free_port() -> int:

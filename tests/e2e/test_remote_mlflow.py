@@ -20,18 +20,13 @@ from tasks.registry import (
     CHALLENGER,
     CHAMPION,
     alias_history,
-    apply_decision,
-    decide_promotion,
-    evaluate_models,
-    register_candidate,
 )
-from tasks.registry_report import Candidate
 from tasks.settings import Settings, get_settings
 from tasks.train import finetune
 from tasks.train_prepare import FinetuneParams
 
 from services import Server, mlflow_server
-from worlds import compressed, tiny_world
+from worlds import compressed, promote, tiny_world
 
 pytestmark = pytest.mark.e2e
 
@@ -104,14 +99,6 @@ def test_finetune_tracks_through_the_server(
     assert f"base_model/{MANIFEST}" in stored(tracking, report.run_id)
 
 
-def promote(world, steps: int, name: str):
-    candidate = Candidate.from_report(compressed(world, f"steps-{steps}", steps=steps))
-    registered = register_candidate(candidate, name, world.settings, "test")
-    evaluation = evaluate_models(candidate, registered, world.settings)
-    decision = decide_promotion(evaluation, candidate.gate_passed, 0.0)
-    return apply_decision(registered, evaluation, decision, None, world.settings, "test")
-
-
 def test_registration_and_promotion_through_the_server(
     tracking: Server, remote_settings: Settings, tmp_path: Path
 ) -> None:
@@ -119,9 +106,9 @@ def test_registration_and_promotion_through_the_server(
     (tmp_path / "world").mkdir()
     with tiny_world(tmp_path / "world") as world:
         assert world.settings.tracking_uri == tracking.url
-        first = promote(world, 10, name)
+        first = promote(world, compressed(world, "steps-10", steps=10), name)
         shutil.rmtree(world.settings.models_dir / "registry")  # v1 is fetched from the server
-        worse = promote(world, 3, name)
+        worse = promote(world, compressed(world, "steps-3", steps=3), name)
     assert (first.version, first.promoted) == ("1", True)
     assert (worse.version, worse.promoted) == ("2", False)
     assert worse.evaluation.champion_bpb is not None  # v1 was downloaded and scored

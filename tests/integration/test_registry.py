@@ -10,14 +10,12 @@ import torch
 from transformers import AutoTokenizer
 
 from tasks.clients.registry import DIGEST_TAG, model_registry
-from tasks.compress_report import CompressReport
 from tasks.evaluate import bits_per_byte, held_out_texts, load_model_folder
 from tasks.manifest import MANIFEST, manifest_digest, write_manifest
 from tasks.registry import (
     CHALLENGER,
     CHAMPION,
     alias_history,
-    apply_decision,
     candidate_from_run,
     decide_promotion,
     evaluate_models,
@@ -26,7 +24,7 @@ from tasks.registry import (
 )
 from tasks.registry_report import Candidate
 
-from worlds import EVAL_FRACTION, SEQ_LEN, World, compressed, tiny_world
+from worlds import EVAL_FRACTION, SEQ_LEN, World, compressed, promote, tiny_world
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +33,6 @@ pytestmark = pytest.mark.integration
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with tiny_world(tmp_path_factory.mktemp("registry")) as built:
         yield built
-
-
-def promote(
-    world: World, report: CompressReport, name: str, margin: float = 0.0, canary: bool = False
-):
-    candidate = Candidate.from_report(report)
-    registered = register_candidate(candidate, name, world.settings, "test")
-    evaluation = evaluate_models(candidate, registered, world.settings)
-    decision = decide_promotion(evaluation, candidate.gate_passed, margin)
-    return apply_decision(registered, evaluation, decision, None, world.settings, "test", canary)
 
 
 def test_versions_carry_lineage_aliases_move_and_every_change_is_recorded(world: World) -> None:
