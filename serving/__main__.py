@@ -30,6 +30,14 @@ def parse_weights(text: str) -> dict[str, float]:
     return {version.strip(): float(weight) for version, weight in pairs}
 
 
+def parse_labels(text: str) -> dict[str, str]:
+    """'llmops.io/role=control' -> {'llmops.io/role': 'control'} (comma-separated pairs)"""
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if not pairs or any(len(p) != 2 or not p[0].strip() for p in pairs):
+        raise argparse.ArgumentTypeError(f"labels look like llmops.io/role=control, not {text!r}")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
@@ -41,6 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--batch-wait-ms", type=float, default=10.0)
     parser.add_argument("--model-cpus", type=float, default=1.0, help="CPUs per model replica")
+    parser.add_argument("--model-replicas", type=int, default=1,
+                        help="replicas per version; Serve spreads them over the nodes")  # fmt: skip
+    parser.add_argument("--control-labels", type=parse_labels, metavar="KEY=VALUE,...",
+                        help="keep the router and retriever on nodes with these Ray labels "
+                        "(give the head `ray start --labels llmops.io/role=control`)")  # fmt: skip
     args = parser.parse_args(argv)
 
     from ray import serve
@@ -61,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     deploy(
         settings, args.model, weights, name=args.name,
         max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_ms / 1000,
-        model_cpus=args.model_cpus,
+        model_cpus=args.model_cpus, model_replicas=args.model_replicas,
+        control_labels=args.control_labels,
     )  # fmt: skip
     url = f"http://{args.host}:{args.port}"
     took = time.perf_counter() - started

@@ -221,25 +221,48 @@ def build_app(
     max_batch_size: int = 8,
     batch_wait_timeout_s: float = 0.01,
     model_cpus: float = 1.0,
+    model_replicas: int = 1,
+    control_labels: Mapping[str, str] | None = None,
     log_flush_s: float = 30.0,
 ) -> Application:
     """The bound application: one ModelServer per version in `weights` (a weight of 0 is served
     but only reached by pinning), the retriever and the router. Weights are walked in order:
-    list the challenger first so that raising its share only moves callers towards it."""
+    list the challenger first so that raising its share only moves callers towards it.
+
+    `model_replicas` replicas per version, which Serve spreads over the nodes (best effort: its
+    default placement is SPREAD), so losing a node loses some replicas of each version, not a
+    version. The router (one replica: it holds the live split) and the retriever are single;
+    `control_labels` (a Ray label selector, e.g. {"llmops.io/role": "control"}, given to the
+    head with `ray start --labels`) keeps them on the node(s) that carry those labels, so that
+    losing a worker node does not take the entry point down with it."""
     weights = {str(v): float(w) for v, w in weights.items()}
     checked_weights(weights, weights)
+    if model_replicas < 1:
+        raise ValueError(f"model_replicas must be at least 1, got {model_replicas}")
     settings = with_serving_key(settings)  # the replicas get the key, not the secret's name
-    retriever = Retriever.bind(settings)
+    control = control_options(control_labels)
+    retriever = Retriever.options(ray_actor_options=control).bind(settings)
     options = {"num_cpus": model_cpus}
     servers = {
-        version: ModelServer.options(name=f"model-v{version}", ray_actor_options=options).bind(
+        version: ModelServer.options(
+            name=f"model-v{version}", num_replicas=model_replicas, ray_actor_options=options
+        ).bind(
             settings, model_name, version, retriever, max_batch_size, batch_wait_timeout_s,
             max(1, int(model_cpus)),
         )
         for version in weights
     }  # fmt: skip
-    router = Router.options(user_config={"weights": weights})
+    router = Router.options(user_config={"weights": weights}, ray_actor_options=control)
     return router.bind(settings, model_name, servers, log_flush_s)
+
+
+def control_options(labels: Mapping[str, str] | None) -> dict[str, Any]:
+    """Actor options of the router and the retriever: no CPU (they wait on the models), and
+    only on nodes carrying `labels` when given (Serve and Ray check the selector's syntax)."""
+    options: dict[str, Any] = {"num_cpus": 0}
+    if labels:
+        options["label_selector"] = {str(k): str(v) for k, v in labels.items()}
+    return options
 
 
 def deploy(

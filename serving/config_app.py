@@ -2,7 +2,8 @@
 RayService's serveConfigV2 (`infra/serving/rayservice.yaml`) name
 
     import_path: serving.config_app:build
-    args: {model_name: ..., weights: [{version: ..., weight: ...}, ...], model_cpus: ...}
+    args: {model_name: ..., weights: [{version: ..., weight: ...}, ...], model_cpus: ...,
+           model_replicas: 2, control_labels: {llmops.io/role: control}}
 
 Serve validates `args` into `ServingArgs` and calls `build` in the cluster (the controller's
 build task); endpoints and secrets come from the LLMOPS_* environment of the Ray pods, as
@@ -49,6 +50,10 @@ class ServingArgs(BaseModel):
     max_batch_size: int = Field(8, ge=1)
     batch_wait_ms: float = Field(10.0, ge=0)
     model_cpus: float = Field(1.0, gt=0, description="CPUs per model replica.")
+    model_replicas: int = Field(1, ge=1, description="Replicas per version, spread over nodes.")
+    control_labels: dict[str, str] | None = Field(
+        None, description="Ray node labels the router and retriever must run on (the head's)."
+    )
 
     @field_validator("weights")
     @classmethod
@@ -79,4 +84,6 @@ def build(args: ServingArgs) -> Application:
         max_batch_size=args.max_batch_size,
         batch_wait_timeout_s=args.batch_wait_ms / 1000,
         model_cpus=args.model_cpus,
+        model_replicas=args.model_replicas,
+        control_labels=args.control_labels,
     )

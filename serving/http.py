@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from ray.exceptions import RayActorError
 from starlette.exceptions import HTTPException
 
 from serving.api import (
@@ -107,7 +108,7 @@ class Gateway:
                     self.events(req, rec, first, events), media_type="text/event-stream",
                     headers={**rec.headers(), "cache-control": "no-cache"},
                 )  # fmt: skip
-            out = await server.complete.remote(req)
+            out = await complete(server, req)
             if isinstance(out, ApiError):
                 raise out
             rec.answered(out)
@@ -196,6 +197,17 @@ class Gateway:
                 await asyncio.to_thread(self.router.log.flush)
             except Exception:
                 logger.exception("request log flush failed; retrying later")
+
+
+async def complete(server: Any, req: Any) -> Any:
+    """The model's answer; once more if the replica died under the request (its node went
+    away): Serve's handle has then dropped that replica, so the retry lands on a live one of
+    the same version. Generation has no side effects, so a second try is safe."""
+    try:
+        return await server.complete.remote(req)
+    except RayActorError as exc:
+        logger.warning("replica lost (%s); retrying on another replica", type(exc).__name__)
+        return await server.complete.remote(req)
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:

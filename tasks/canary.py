@@ -74,8 +74,7 @@ def ensure_serving(settings: Settings, params: CanaryParams, versions: dict[str,
     url = httpx.URL(params.router_url)
     serve.start(http_options={"host": url.host, "port": url.port or 80})
     weights = {versions["challenger"]: 0.0, versions["champion"]: 100.0}
-    deploy(settings, params.model_name, weights, name=params.app_name,
-           model_cpus=params.model_cpus, log_flush_s=5.0)  # fmt: skip
+    deploy(settings, params.model_name, weights, name=params.app_name, **params.deploy_options())
     return True
 
 
@@ -201,8 +200,7 @@ def conclude(
                            reason=f"canary passed at {last.percent:g}%: {why}")  # fmt: skip
         registry.set_alias(name, CHALLENGER, None, action="clear", actor=actor,
                            reason=f"v{new} promoted to champion by the canary")  # fmt: skip
-        deploy(settings, name, {new: 100.0}, name=params.app_name, model_cpus=params.model_cpus,
-               log_flush_s=5.0)  # fmt: skip
+        deploy(settings, name, {new: 100.0}, name=params.app_name, **params.deploy_options())
         verdict = "promoted"
     else:
         set_weights({new: 0.0, old: 100.0}, params.app_name)

@@ -3,6 +3,8 @@ outcome, and its markdown report."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from tasks.clients.registry import MODEL_NAME
@@ -36,6 +38,23 @@ class CanaryParams(BaseModel):
         "http://127.0.0.1:8000", description="The serving app's HTTP address (Serve's proxy)."
     )
     model_cpus: float = Field(1.0, gt=0, description="CPUs per model replica, when deploying.")
+    model_replicas: int = Field(
+        1, ge=1, description="Replicas per version, when deploying (spread over the nodes)."
+    )
+    control_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="When deploying: Ray node labels the router and retriever stay on (e.g. "
+        "the head's), so losing another node never takes the entry point; empty = any node.",
+    )
+
+    def deploy_options(self) -> dict[str, Any]:
+        """How the app is (re)deployed by the canary: as `python -m serving` would with these."""
+        return {
+            "model_cpus": self.model_cpus,
+            "model_replicas": self.model_replicas,
+            "control_labels": self.control_labels or None,
+            "log_flush_s": 5.0,
+        }
 
 
 class StepResult(BaseModel):

@@ -41,6 +41,9 @@ SUBNET = "10.77.0"
 HOSTS = {"head": f"{SUBNET}.2", "worker": f"{SUBNET}.3", "client": f"{SUBNET}.4"}
 GCS_PORT, CLIENT_PORT, DASHBOARD_PORT = 6379, 10001, 8265
 TRAIN_ACTORS = ("RayTrainWorker", "TrainController")
+# The head's Ray node labels: the serving app keeps its router and retriever there
+# (`control_labels`), so that stopping the worker host leaves the entry point up.
+CONTROL_LABELS = {"llmops.io/role": "control"}
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -191,18 +194,32 @@ class Cluster:
             ray, "start", "--head", "--node-ip-address", HOSTS["head"], "--port", str(GCS_PORT),
             "--ray-client-server-port", str(CLIENT_PORT), "--dashboard-host", "0.0.0.0",
             "--dashboard-port", str(DASHBOARD_PORT), "--temp-dir", str(self.root / "ray-head"),
-            *common,
+            "--labels", ",".join(f"{k}={v}" for k, v in CONTROL_LABELS.items()), *common,
         ]  # fmt: skip
         self.nodes["head"] = self.popen("head", head, "head.log", self.env())
-        worker = [
-            ray, "start", "--address", self.gcs_address, "--node-ip-address", HOSTS["worker"],
-            "--temp-dir", str(self.root / "ray-worker"), *common,
-        ]  # fmt: skip
         self._wait_for_gcs()
-        self.nodes["worker"] = self.popen("worker", worker, "worker.log", self.env())
+        self.start_worker()
+
+    def start_worker(self, log: str = "worker.log") -> None:
+        """The Ray worker node joins the head; returns once two nodes are alive."""
+        worker = [
+            str(BIN / "ray"), "start", "--address", self.gcs_address,
+            "--node-ip-address", HOSTS["worker"], "--temp-dir", str(self.root / "ray-worker"),
+            "--num-cpus", "1", "--object-store-memory", str(200 * 2**20), "--block",
+        ]  # fmt: skip
+        self.nodes["worker"] = self.popen("worker", worker, log, self.env())
         state = self.probe("nodes2", timeout=120)
         if len([n for n in state["nodes"] if n["alive"]]) != 2:
             raise AssertionError(f"the worker node did not join: {state}\n{self.logs()}")
+
+    def restart_host(self, host: str) -> None:
+        """Bring a host stopped by `stop_host` back: its link up and, for the worker, its Ray
+        node started again (a new node id; the old one stays listed as dead)."""
+        if host not in ("worker", "client"):
+            raise ValueError(f"only the worker or the client host can be restarted, not {host!r}")
+        _ip("-n", self.ns(host), "link", "set", "eth0", "up")
+        if host == "worker":
+            self.start_worker(log="worker-restarted.log")
 
     def wait_for_ray_client(self, timeout: float = 120) -> None:
         """A `ray://` session from the client host works (its server starts one per client,

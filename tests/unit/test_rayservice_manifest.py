@@ -118,8 +118,14 @@ def test_serve_config_passes_rays_schema_with_no_ignored_keys(
     assert app_config.import_path == "serving.config_app:build"
 
 
+def head_labels(manifest: dict[str, Any]) -> dict[str, str]:
+    """The head's Ray node labels, as `ray start --labels k=v,...` reads them."""
+    text = manifest["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]["labels"]
+    return dict(pair.split("=", 1) for pair in text.split(","))
+
+
 def test_explicit_weights_build_the_app_without_services_or_ray(
-    settings: Settings, app_config: ServeApplicationSchema
+    settings: Settings, app_config: ServeApplicationSchema, manifest: dict[str, Any]
 ) -> None:
     # The manifest's args through KubeRay's key-sorting JSON, plus weights in routing order.
     args = json.loads(json.dumps({**app_config.args, "weights": WEIGHTS}, sort_keys=True))
@@ -132,6 +138,13 @@ def test_explicit_weights_build_the_app_without_services_or_ray(
     assert infos["model-v4"].replica_config.ray_actor_options["num_cpus"] == cpus
     for options in app_config.deployments:
         assert infos[options.name].deployment_config.num_replicas == options.num_replicas
+    replicas = app_config.args["model_replicas"]
+    assert infos["model-v4"].deployment_config.num_replicas == replicas >= 2
+    # the entry point stays where the head's labels are: on the node KubeRay never scales away
+    head = head_labels(manifest)
+    for name in ("Router", "Retriever"):
+        selector = infos[name].replica_config.ray_actor_options["label_selector"]
+        assert selector == app_config.args["control_labels"] and selector.items() <= head.items()
     assert not settings.home.exists()  # no registry (nor anything else) was opened
     assert ray.is_initialized() == ray_before  # building started no Ray
 
@@ -182,6 +195,8 @@ def test_a_model_without_champion_fails_the_build_clearly(
         {"weights": []},
         {"weights": [{"version": "4", "weight": -1}]},
         {"model_cpus": 0},
+        {"model_replicas": 0},
+        {"control_labels": ["llmops.io/role"]},  # labels are key: value
     ],
 )
 def test_bad_args_are_refused_by_the_args_model(
