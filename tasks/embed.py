@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -18,7 +20,10 @@ from tasks.clients.feature_store import ChunkIndex
 from tasks.core.chunking import check_chunk_size, chunk_tokens
 from tasks.core.language import LanguageTokens, tokens_by_language
 from tasks.core.sync import chunk_id, chunker_key, plan_sync
+from tasks.embed_ray import RayEncoder, use_ray
 from tasks.settings import Settings, get_settings
+
+Encode = Callable[[list[str]], np.ndarray]
 
 
 class EmbedParams(BaseModel):
@@ -33,6 +38,15 @@ class EmbedParams(BaseModel):
     full_sync: bool = Field(
         True, description="Remove chunks of documents that left the synced source folders."
     )
+    on_ray: bool | None = Field(
+        None,
+        description="Encode on Ray actors spread over the cluster's nodes; empty = when a Ray "
+        "cluster is configured (LLMOPS_RAY_ADDRESS). Chunking and the writes stay here.",
+    )
+    ray_actors: int | None = Field(
+        None, ge=1, description="Embedding actors on Ray; empty = as many as the CPUs allow."
+    )
+    cpus_per_actor: float = Field(1.0, gt=0, description="CPUs each embedding actor holds.")
 
 
 class EmbedReport(BaseModel):
@@ -46,6 +60,10 @@ class EmbedReport(BaseModel):
     embed_seconds: float
     seconds: float
     languages: list[dict]
+    on_ray: bool = False
+    placement: list[dict] = Field(
+        default_factory=list, description="Chunks and batches each Ray node encoded."
+    )
 
     @property
     def chunks_per_second(self) -> float:
@@ -83,9 +101,25 @@ def chunk_documents(
     return pd.DataFrame(rows)
 
 
+def local_encoder(embedder: SentenceTransformer, batch_size: int) -> Encode:
+    def encode(texts: list[str]) -> np.ndarray:
+        return embedder.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+
+    return encode
+
+
 def embed_snapshot(
-    params: EmbedParams, settings: Settings, index: ChunkIndex, embedder: SentenceTransformer
+    params: EmbedParams,
+    settings: Settings,
+    index: ChunkIndex,
+    embedder: SentenceTransformer,
+    encode: Encode | None = None,
 ) -> EmbedReport:
+    """Sync the snapshot into the index. `embedder` cuts the chunks (its tokenizer); `encode`
+    computes the vectors: the same model in this process unless given (e.g. a `RayEncoder`)."""
+    encode = encode or local_encoder(embedder, params.encode_batch_size)
     started = time.perf_counter()
     check_chunk_size(params.chunk_tokens, params.overlap_tokens, max_content_tokens(embedder))
     snapshot_id = params.snapshot_id or lake.latest_snapshot(settings.snapshots_dir)
@@ -109,12 +143,7 @@ def embed_snapshot(
         if chunks.empty:
             continue
         t0 = time.perf_counter()
-        vectors = embedder.encode(
-            chunks["text"].tolist(),
-            batch_size=params.encode_batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-        )
+        vectors = encode(chunks["text"].tolist())
         embed_seconds += time.perf_counter() - t0
         chunks["vector"] = list(vectors.astype("float32"))
         chunks["event_timestamp"] = datetime.now(UTC)
@@ -142,6 +171,8 @@ def embed_snapshot(
         embed_seconds=round(embed_seconds, 3),
         seconds=round(time.perf_counter() - started, 3),
         languages=[_language_row(t) for t in tokens_by_language(language_rows)],
+        on_ray=isinstance(encode, RayEncoder),
+        placement=encode.placement() if isinstance(encode, RayEncoder) else [],
     )
 
 
@@ -160,7 +191,15 @@ def index_snapshot(params: EmbedParams) -> EmbedReport:
     settings = get_settings()
     with ChunkIndex(settings) as index:  # closed after: the serving app may read it next
         index.apply()
-        return embed_snapshot(params, settings, index, load_embedder(params.model))
+        embedder = load_embedder(params.model)  # here for its tokenizer at least
+        if not use_ray(params.on_ray, settings.ray_address):
+            return embed_snapshot(params, settings, index, embedder)
+        encoder = RayEncoder(
+            settings, params.model, params.encode_batch_size, params.ray_actors,
+            params.cpus_per_actor,
+        )  # fmt: skip
+        with encoder:
+            return embed_snapshot(params, settings, index, embedder, encoder)
 
 
 @task
@@ -180,5 +219,15 @@ def publish_embed_report(report: EmbedReport) -> None:
         "## Tokens per language (embedded this run)\n\n"
         "| language | chunks | tokens | chars | tokens per 100 chars |\n|---|---:|---:|---:|---:|\n"
         + languages
+        + _placement_section(report.placement)
     )
     create_markdown_artifact(markdown, key="embed-report", description="Embed counts")
+
+
+def _placement_section(placement: list[dict]) -> str:
+    if not placement:
+        return ""
+    rows = "\n".join(f"| {p['node']} | {p['batches']} | {p['chunks']} |" for p in placement)
+    return (
+        "\n\n## Encoded on Ray (per node)\n\n| node | batches | chunks |\n|---|---:|---:|\n" + rows
+    )
