@@ -105,7 +105,11 @@ def served(ray_hosts: Cluster) -> Iterator[Served]:
             yield Served(c, version, time.monotonic() - started)
         finally:
             process.send_signal(signal.SIGINT)  # what Ctrl-C does: the app stays on the cluster
-            process.wait(timeout=60)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # the ray:// client's exit can wait on the head
+                process.kill()
+                process.wait()
             code = SHUTDOWN.format(address=c.ray_client_address)
             c.run("client", [sys.executable, "-c", code], c.env(), 120)
 

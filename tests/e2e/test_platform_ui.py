@@ -64,6 +64,15 @@ def deployment_id(url: str, flow: str) -> str:
     return deployment["id"]
 
 
+def flow_run_id(url: str, name: str) -> str:
+    body = json.dumps({"flow_runs": {"name": {"any_": [name]}}}).encode()
+    req = urllib.request.Request(
+        f"{url}/api/flow_runs/filter", body, {"Content-Type": "application/json"}
+    )
+    [run] = json.load(urllib.request.urlopen(req))
+    return run["id"]
+
+
 def flow_run(url: str, run_id: str) -> dict:
     return json.load(urllib.request.urlopen(f"{url}/api/flow_runs/{run_id}"))
 
@@ -112,9 +121,11 @@ def start_custom_run(page, url: str, expect) -> str:
     page.get_by_role("button", name="Submit").click()
     # "<run name> scheduled to start now" (its toast shows twice, moving: click the list instead)
     name = page.locator(".toast-flow-run-create__message--emphasized").first.inner_text()
-    page.get_by_role("link", name=name, exact=True).first.click()  # the deployment's run list
-    page.wait_for_url("**/runs/flow-run/**")
-    return page.url.rstrip("/").split("/")[-1]
+    # The run list hides runs still Scheduled (until the worker takes them): open the new
+    # run's page by the id of the run that has the toast's name.
+    run_id = flow_run_id(url, name)
+    page.goto(f"{url}/runs/flow-run/{run_id}")
+    return run_id
 
 
 def check_run_page(page, expect) -> None:
