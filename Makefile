@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 4200
 
-.PHONY: setup nightly search serve ui test chromium manpages lint format bench feast-apply clean
+.PHONY: setup nightly search serve ui test chromium manpages iproute2 lint format bench feast-apply clean
 
 setup: $(STAMP)
 
@@ -36,7 +36,7 @@ nightly: $(STAMP)  ## ingest the Python docs demo corpus and embed it into Milvu
 search: $(STAMP)  ## make search Q="how do I define a decorator"
 	$(BIN)/llmops search "$(Q)"
 
-test: $(STAMP) chromium manpages  ## lint, then unit, integration and end-to-end tests
+test: $(STAMP) chromium manpages iproute2  ## lint, then unit, integration and end-to-end tests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
@@ -60,6 +60,13 @@ manpages:
 	  command -v apt-get >/dev/null || { echo "no /usr/share/man/man7: install the Linux man pages (Debian: manpages)" >&2; exit 1; }; \
 	  echo "installing Debian's manpages for the drift tests"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages >/dev/null; }
+
+# The multi-host tests make network namespaces with `ip` (and need root or CAP_NET_ADMIN).
+iproute2:
+	@command -v ip >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "no ip command: install iproute2" >&2; exit 1; }; \
+	  echo "installing Debian's iproute2 for the multi-host tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
