@@ -111,7 +111,9 @@ def _on_client(c: Any, kind: str, home: Path, spec: dict[str, Any], timeout: flo
     done = c.run("client", args, env, timeout)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} on the client failed:\n{done.stderr[-4000:]}\n{c.logs()}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    from multihost import last_json
+
+    result = last_json(done.stdout)
     result["load_avg_1m"] = os.getloadavg()[0]
     print(f"  {kind} {spec}: {result}", flush=True)
     return result

@@ -18,7 +18,6 @@ so this measures what spreading replicas costs and gains here, not a real second
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ import _common
 from bench_serving import MODEL, PROMPT, register_default_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from multihost import CONTROL_LABELS, DASHBOARD_PORT, HOSTS, Cluster, cluster
+from multihost import CONTROL_LABELS, DASHBOARD_PORT, HOSTS, Cluster, cluster, last_json
 
 APPS = {"one": 1, "two": 2}  # application (and route prefix) -> model replicas
 CONCURRENCY = 16
@@ -97,7 +96,7 @@ def deploy_apps(c: Cluster, env: dict[str, str], version: str) -> float:
 def placement(c: Cluster, env: dict[str, str]) -> dict[str, list[str]]:
     """Which host each application's model replicas run on."""
     code = PLACEMENT.format(head=HOSTS["head"], port=DASHBOARD_PORT)
-    actors = json.loads(c.python("head", code, env).strip().splitlines()[-1])
+    actors = last_json(c.python("head", code, env))
     names = {ip: host for host, ip in HOSTS.items()}
     return {
         app: sorted(names[ip] for cls, ip in actors if cls.startswith(f"ServeReplica:{app}:model"))
@@ -108,7 +107,7 @@ def placement(c: Cluster, env: dict[str, str]) -> dict[str, list[str]]:
 def measure(c: Cluster, env: dict[str, str], app: str, args: argparse.Namespace) -> dict:
     code = LOAD.format(model=MODEL, prompt=PROMPT, tokens=args.max_tokens, url=URL, app=app,
                        concurrency=CONCURRENCY, requests=args.requests)  # fmt: skip
-    return json.loads(c.python("client", code, env, timeout=600).strip().splitlines()[-1])
+    return last_json(c.python("client", code, env, timeout=600))
 
 
 def summary(runs: list[dict]) -> dict[str, float]:

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -95,6 +96,15 @@ def clean_stale() -> list[str]:
             _kill_namespace(name)
             removed.append(name)
     return removed
+
+
+def last_json(output: str) -> Any:
+    """The last line of a child's output that holds JSON: Ray may print warnings after it (say,
+    about lagging heartbeats on a loaded machine)."""
+    lines = [line for line in output.splitlines() if line.startswith(("{", "["))]
+    if not lines:
+        raise AssertionError(f"no JSON line in the output:\n{output[-3000:]}")
+    return json.loads(lines[-1])
 
 
 @dataclass
@@ -185,7 +195,7 @@ class Cluster:
         done = self.run("head", args, self.env(), timeout=timeout + 90)
         if done.returncode != 0:
             raise AssertionError(f"probe failed:\n{done.stderr[-4000:]}\n{self.logs()}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return last_json(done.stdout)
 
     def start_ray(self) -> None:
         ray = str(BIN / "ray")

@@ -17,7 +17,7 @@ from tasks.ingest import IngestParams, ingest_folder
 from tasks.manifest import verify_manifest
 from tasks.settings import Settings
 
-from multihost import HOSTS, Cluster
+from multihost import HOSTS, Cluster, last_json
 
 pytestmark = pytest.mark.e2e
 
@@ -101,7 +101,7 @@ def _start(c: Cluster, params: dict, wait: int) -> dict:
     for _ in range(30):  # the runner registers its deployment a few seconds after it starts
         done = c.run("client", [sys.executable, "-c", code, json.dumps(params)], env, wait + 60)
         if done.returncode == 0:
-            return json.loads(done.stdout.strip().splitlines()[-1])
+            return last_json(done.stdout)
         if "ObjectNotFound" not in done.stderr:
             break
         time.sleep(2)
@@ -144,7 +144,7 @@ def test_cancelling_the_flow_run_stops_the_training_on_the_cluster(hosts) -> Non
     args = [sys.executable, "-c", CANCEL, run["id"]]
     done = c.run("client", args, c.env(PREFECT_API_URL=API), timeout=180)
     assert done.returncode == 0, f"{done.stderr[-3000:]}\n{c.logs()}"
-    cancel = json.loads(done.stdout.strip().splitlines()[-1])
+    cancel = last_json(done.stdout)
     assert cancel["state"] == "CANCELLED", f"{cancel}\n{c.logs()}"
     clean = c.probe("clean", timeout=90)
     print(f"cluster clean {time.monotonic() - started:.1f} s after the cancel request")

@@ -2,7 +2,6 @@
 the cluster's address in its settings alone, its encoding batches run on actors on both Ray
 nodes, while the chunking and the Milvus writes stay on the client (Milvus Lite is its file)."""
 
-import json
 import sys
 from pathlib import Path
 from pydoc_data.topics import topics
@@ -14,7 +13,7 @@ from tasks.ingest import IngestParams, ingest_folder
 from tasks.retrieval import search
 from tasks.settings import Settings
 
-from multihost import HOSTS, Cluster
+from multihost import HOSTS, Cluster, last_json
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +36,7 @@ def test_embedding_batches_run_on_both_hosts(ray_hosts: Cluster, tmp_path: Path)
 
     env = c.env(LLMOPS_HOME=str(settings.home), LLMOPS_RAY_ADDRESS=c.ray_client_address)
     out = c.python("client", EMBED, env, timeout=300)
-    report = json.loads(out.strip().splitlines()[-1])
+    report = last_json(out)
 
     assert report["on_ray"], report
     ips = {n["id"]: n["ip"] for n in c.probe()["nodes"]}

@@ -20,7 +20,7 @@ from tasks.clients.registry import model_registry
 from tasks.registry import CHAMPION, register_candidate
 from tasks.registry_report import Candidate
 
-from multihost import CONTROL_LABELS, DASHBOARD_PORT, HOSTS, Cluster
+from multihost import CONTROL_LABELS, DASHBOARD_PORT, HOSTS, Cluster, last_json
 from worlds import compressed, tiny_world
 
 pytestmark = pytest.mark.e2e
@@ -149,7 +149,7 @@ def replica_cpu_s(c: Cluster, host: str, version: str) -> float:
 
 def placement(c: Cluster) -> list[dict]:
     code = PLACEMENT.format(head=HOSTS["head"], port=DASHBOARD_PORT, app=APP)
-    return json.loads(c.python("head", code, c.env()).strip().splitlines()[-1])
+    return last_json(c.python("head", code, c.env()))
 
 
 def test_replicas_on_both_hosts_and_answers_while_the_worker_host_is_stopped(served) -> None:
