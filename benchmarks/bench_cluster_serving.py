@@ -85,11 +85,7 @@ def deploy_apps(c: Cluster, env: dict[str, str], version: str) -> float:
     c.python("client", code, env, timeout=600)
     for app in APPS:
         check = f"import httpx; httpx.get('{URL}/{app}/readyz', timeout=30).raise_for_status()"
-        deadline = time.monotonic() + 300
-        while c.run("client", [sys.executable, "-c", check], env).returncode != 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"/{app} never got ready:\n{c.logs()}")
-            time.sleep(1)
+        c.wait_for("client", check, f"/{app} never got ready", 300, env)
     return time.perf_counter() - started
 
 

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,23 +231,35 @@ class Cluster:
         if host == "worker":
             self.start_worker(log="worker-restarted.log")
 
+    def wait_for(
+        self,
+        host: str,
+        code: str,
+        what: str,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        interval: float = 1.0,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Run `python -c code` on the host until it exits 0; fail naming `what` after the
+        timeout, or at once when `alive()` says the thing waited for is gone."""
+        deadline = time.monotonic() + timeout
+        args = [sys.executable, "-c", code]
+        while (done := self.run(host, args, env or self.env())).returncode != 0:
+            if time.monotonic() > deadline or not alive():
+                raise AssertionError(f"{what}:\n{done.stderr[-3000:]}\n{self.logs()}")
+            time.sleep(interval)
+
     def wait_for_ray_client(self, timeout: float = 120) -> None:
         """A `ray://` session from the client host works (its server starts one per client,
         which can fail while the head is still starting its agents)."""
         code = f"import ray; ray.init({self.ray_client_address!r}); print(ray.cluster_resources())"
-        deadline = time.monotonic() + timeout
-        while (done := self.run("client", [sys.executable, "-c", code], self.env())).returncode:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no ray:// session:\n{done.stderr[-3000:]}\n{self.logs()}")
-            time.sleep(2)
+        self.wait_for("client", code, "no ray:// session", timeout, interval=2)
 
     def _wait_for_gcs(self) -> None:
-        deadline = time.monotonic() + 90
         check = f"import socket; socket.create_connection(('{self.head_ip}', {GCS_PORT}), 2)"
-        while self.run("client", [sys.executable, "-c", check], self.env()).returncode != 0:
-            if time.monotonic() > deadline or self.nodes["head"].poll() is not None:
-                raise AssertionError(f"the Ray head did not come up:\n{self.logs()}")
-            time.sleep(1)
+        alive = lambda: self.nodes["head"].poll() is None  # noqa: E731
+        self.wait_for("client", check, "the Ray head did not come up", 90, alive=alive)
 
     def stop_host(self, host: str) -> None:
         """The host goes away: every process in its namespace is killed, its link goes down."""

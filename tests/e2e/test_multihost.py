@@ -87,11 +87,7 @@ def hosts(
 
 def _wait_for_prefect(c: Cluster, env: dict[str, str]) -> None:
     check = f"import urllib.request; urllib.request.urlopen('{API}/health', timeout=2)"
-    deadline = time.monotonic() + 120
-    while c.run("client", [sys.executable, "-c", check], env).returncode != 0:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the Prefect server did not come up:\n{c.logs()}")
-        time.sleep(1)
+    c.wait_for("client", check, "the Prefect server did not come up", 120, env)
 
 
 def _start(c: Cluster, params: dict, wait: int) -> dict:

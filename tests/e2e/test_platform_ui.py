@@ -55,22 +55,22 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert "stopped" in log.read_text() and "still running" not in log.read_text()
 
 
-def deployment_id(url: str, flow: str) -> str:
-    body = json.dumps({"flows": {"name": {"any_": [flow]}}}).encode()
+def only_id(url: str, collection: str, criteria: dict) -> str:
+    """The id of the one object of `collection` (deployments, flow_runs) the filter finds."""
+    body = json.dumps(criteria).encode()
     req = urllib.request.Request(
-        f"{url}/api/deployments/filter", body, {"Content-Type": "application/json"}
+        f"{url}/api/{collection}/filter", body, {"Content-Type": "application/json"}
     )
-    [deployment] = json.load(urllib.request.urlopen(req))
-    return deployment["id"]
+    [found] = json.load(urllib.request.urlopen(req))
+    return found["id"]
+
+
+def deployment_id(url: str, flow: str) -> str:
+    return only_id(url, "deployments", {"flows": {"name": {"any_": [flow]}}})
 
 
 def flow_run_id(url: str, name: str) -> str:
-    body = json.dumps({"flow_runs": {"name": {"any_": [name]}}}).encode()
-    req = urllib.request.Request(
-        f"{url}/api/flow_runs/filter", body, {"Content-Type": "application/json"}
-    )
-    [run] = json.load(urllib.request.urlopen(req))
-    return run["id"]
+    return only_id(url, "flow_runs", {"flow_runs": {"name": {"any_": [name]}}})
 
 
 def flow_run(url: str, run_id: str) -> dict:
