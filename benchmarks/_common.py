@@ -23,7 +23,7 @@ from pydoc_data.topics import topics as PYDOC_TOPICS
 import pandas as pd
 import pyarrow.dataset as ds
 
-from tasks.settings import Settings
+from tasks.shared.settings import Settings
 
 QUICK_TOPICS = sorted(PYDOC_TOPICS)[::8]  # 10 topics, spread over the alphabet
 WARMUP = ["How do I open a file?", "What is a decorator?", "List comprehensions in Python."]
@@ -48,7 +48,7 @@ def fresh_home(prefix: str) -> Iterator[Settings]:
 
 def write_demo_corpus(settings: Settings, quick: bool) -> Path:
     """The Python docs demo corpus: every topic and the default modules, or a small slice."""
-    from tasks.demo_corpus import write_python_docs
+    from tasks.ingest.demo_corpus import write_python_docs
 
     dest = settings.corpus_dir / "python-docs"
     return write_python_docs(dest, QUICK_TOPICS if quick else None, [] if quick else None)
@@ -58,8 +58,10 @@ def ingest_and_embed(settings: Settings, root: Path) -> tuple[Any, Any, Any]:
     """Run the ingest and embed stages as the flows do; return (ingest, embed report, index)."""
     from tasks.clients.embedder import load_embedder
     from tasks.clients.feature_store import ChunkIndex
-    from tasks.embed import EmbedParams, embed_snapshot
-    from tasks.ingest import IngestParams, ingest_folder
+    from tasks.embed.index import embed_snapshot
+    from tasks.embed.params import EmbedParams
+    from tasks.ingest.documents import ingest_folder
+    from tasks.ingest.params import IngestParams
 
     ingest = ingest_folder(root, IngestParams(), settings)
     index = ChunkIndex(settings)

@@ -43,9 +43,9 @@ GLOBAL_BATCH = 8
 def on_client_finetune(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs on the client host: one fine-tuning run through the cluster."""
     from tasks.clients.ray_cluster import ensure_ray
-    from tasks.settings import get_settings
-    from tasks.train import finetune
-    from tasks.train_prepare import FinetuneParams
+    from tasks.finetune.params import FinetuneParams
+    from tasks.finetune.trainer import finetune
+    from tasks.shared.settings import get_settings
 
     settings = get_settings()
     t0 = time.perf_counter()
@@ -68,9 +68,10 @@ def on_client_embed(spec: dict[str, Any]) -> dict[str, Any]:
     this process), into a fresh index."""
     from tasks.clients.embedder import load_embedder
     from tasks.clients.feature_store import ChunkIndex
-    from tasks.embed import EmbedParams, embed_snapshot
-    from tasks.embed_ray import RayEncoder
-    from tasks.settings import get_settings
+    from tasks.embed.index import embed_snapshot
+    from tasks.embed.params import EmbedParams
+    from tasks.embed.ray_encoder import RayEncoder
+    from tasks.shared.settings import get_settings
 
     settings = get_settings()
     params = EmbedParams(encode_batch_size=spec["batch_size"])
@@ -120,8 +121,9 @@ def _on_client(c: Any, kind: str, home: Path, spec: dict[str, Any], timeout: flo
 
 
 def _ingest(home: Path, docs: Path) -> str:
-    from tasks.ingest import IngestParams, ingest_folder
-    from tasks.settings import Settings
+    from tasks.ingest.documents import ingest_folder
+    from tasks.ingest.params import IngestParams
+    from tasks.shared.settings import Settings
 
     return ingest_folder(docs, IngestParams(), Settings(home=home)).snapshot_id
 

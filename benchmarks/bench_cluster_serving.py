@@ -38,7 +38,7 @@ DEPLOY = """
 from ray import serve
 from serving.app import deploy
 from tasks.clients.ray_cluster import ensure_ray
-from tasks.settings import get_settings
+from tasks.shared.settings import get_settings
 settings = get_settings()
 ensure_ray(settings)
 serve.start(http_options={{"host": "0.0.0.0", "port": 8000}})

@@ -28,9 +28,10 @@ GOALS = {"size": 0.35, "latency": 0.7, "perplexity": 0.03}
 
 
 def finetuned_run(settings: Any, quick: bool) -> str:
-    from tasks.ingest import IngestParams, ingest_folder
-    from tasks.train import finetune
-    from tasks.train_prepare import FinetuneParams
+    from tasks.finetune.params import FinetuneParams
+    from tasks.finetune.trainer import finetune
+    from tasks.ingest.documents import ingest_folder
+    from tasks.ingest.params import IngestParams
 
     root = _common.write_demo_corpus(settings, quick)
     snapshot = ingest_folder(root, IngestParams(), settings).snapshot_id
@@ -39,7 +40,8 @@ def finetuned_run(settings: Any, quick: bool) -> str:
 
 
 def compress_all(settings: Any, run_id: str, recovery: int, quick: bool) -> Any:
-    from tasks.compress import CompressParams, compress
+    from tasks.compress.candidates import compress
+    from tasks.compress.params import CompressParams
 
     methods = ["merge", "bf16", "fp16", "int8_dynamic", "int8_static", "magnitude",
                "structured", "lowrank", "distill"]  # fmt: skip
@@ -69,8 +71,8 @@ def interleaved_latency(
 ) -> dict[str, float]:
     """ms/token p50 of each model, measured in alternation, round after round, so that whatever
     else the machine does falls on all of them alike (the stage measures one after another)."""
-    from tasks.compression.measure import decode_latency
-    from tasks.compression.store import load_candidate
+    from tasks.compress.measure import decode_latency
+    from tasks.shared.candidates import load_candidate
 
     models = {name: load_candidate(Path(folder)) for name, folder in folders.items()}
     samples: dict[str, list[float]] = {name: [] for name in models}
@@ -84,8 +86,8 @@ def linear_dominated(repeats: int = 64) -> dict[str, float]:
     """The same int8 kernels on a Llama whose weights are mostly in linear layers."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tasks.compression.measure import decode_latency
-    from tasks.compression.quantize import quantize_dynamic_int8
+    from tasks.compress.measure import decode_latency
+    from tasks.compress.methods.quantize import quantize_dynamic_int8
 
     torch.manual_seed(0)
     config = LlamaConfig(

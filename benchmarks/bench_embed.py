@@ -3,7 +3,7 @@
 Both sides embed exactly the same chunk texts with the same model object in the same run:
 
 - plain: `encode(texts, batch_size=64, normalize_embeddings=True)`, one call, nothing else;
-- flow: `tasks.embed.embed_snapshot(...)` on a fresh index, timed wall to wall (plan, read the
+- flow: `tasks.embed.index.embed_snapshot(...)` on a fresh index, timed wall to wall (plan, read the
   lake, tokenize and chunk, encode, write through Feast to Milvus Lite, flush, manifest).
 
 The chunk texts of the baseline are cut beforehand with the stage's own `chunk_documents`
@@ -24,13 +24,15 @@ import numpy as np
 import pandas as pd
 from sentence_transformers import SentenceTransformer
 
-from tasks import lake
 from tasks.clients.embedder import load_embedder
 from tasks.clients.feature_store import ChunkIndex
 from tasks.core.sync import chunker_key
-from tasks.embed import EmbedParams, chunk_documents, embed_snapshot
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.settings import Settings
+from tasks.embed.index import chunk_documents, embed_snapshot
+from tasks.embed.params import EmbedParams
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.shared import lake
+from tasks.shared.settings import Settings
 
 GOAL = 0.85
 

@@ -81,7 +81,7 @@ def child(source: Path) -> dict[str, Any]:
     """One measurement, in a process of its own; the result is printed as JSON on stdout."""
     from tasks.clients.embedder import load_embedder
 
-    for module in ("tasks.ingest", "tasks.embed", "tasks.clients.feature_store"):
+    for module in ("tasks.ingest.documents", "tasks.embed.index", "tasks.clients.feature_store"):
         importlib.import_module(module)  # imports are setup, not memory the data costs
 
     embedder = load_embedder()

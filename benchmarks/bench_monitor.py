@@ -38,17 +38,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from serving.request_schema import SCHEMA
+from tasks.clients.request_schema import SCHEMA
 from tasks.core.drift import TimeRange
-from tasks.demo_traffic import (
+from tasks.monitor.demo_traffic import (
     man_page_prompts,
     python_doc_prompts,
     retrieval_scorer,
     traffic_records,
 )
-from tasks.monitor import Windows, compare_windows, default_embed, load_windows, monitor_requests
-from tasks.monitor_data import load_training
-from tasks.monitor_report import MonitorParams
+from tasks.monitor.drift import (
+    Windows,
+    compare_windows,
+    default_embed,
+    load_windows,
+    monitor_requests,
+)
+from tasks.monitor.params import MonitorParams
+from tasks.monitor.windows import load_training
 
 DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -208,7 +214,8 @@ def run(quick: bool) -> dict[str, Any]:
     with _common.fresh_home("bench-monitor") as settings:
         from pydoc_data.topics import topics
 
-        from tasks.ingest import IngestParams, ingest_folder
+        from tasks.ingest.documents import ingest_folder
+        from tasks.ingest.params import IngestParams
 
         root = settings.corpus_dir / "topics"
         root.mkdir(parents=True)

@@ -40,9 +40,9 @@ SUBFLOWS = dict(zip(["ingest_documents", "embed_documents", "finetune_model", "c
 
 def nightly_params(steps: int, methods: list[str] | None) -> Any:
     from flows.nightly import NightlyParams
-    from tasks.compress import CompressParams
-    from tasks.ingest import IngestParams
-    from tasks.train_prepare import FinetuneParams
+    from tasks.compress.params import CompressParams
+    from tasks.finetune.params import FinetuneParams
+    from tasks.ingest.params import IngestParams
 
     return NightlyParams(
         ingest=IngestParams(demo_topics=_common.QUICK_TOPICS, demo_modules=[]),
@@ -63,13 +63,18 @@ def plain_nightly(params: Any, settings: Any) -> dict[str, float]:
     """The nightly's recipe with the plain functions: what a script without Prefect would do."""
     from tasks.clients.embedder import load_embedder
     from tasks.clients.feature_store import ChunkIndex
-    from tasks.compress import compress
-    from tasks.demo_corpus import write_python_docs
-    from tasks.embed import embed_snapshot
-    from tasks.ingest import ingest_folder
-    from tasks.registry import apply_decision, decide_promotion, evaluate_models, register_candidate
-    from tasks.registry_report import Candidate
-    from tasks.train import finetune
+    from tasks.compress.candidates import compress
+    from tasks.embed.index import embed_snapshot
+    from tasks.finetune.trainer import finetune
+    from tasks.ingest.demo_corpus import write_python_docs
+    from tasks.ingest.documents import ingest_folder
+    from tasks.promote.params import Candidate
+    from tasks.promote.registration import (
+        apply_decision,
+        decide_promotion,
+        evaluate_models,
+        register_candidate,
+    )
 
     times: dict[str, float] = {}
     with timed(times, "ingest"):
@@ -156,7 +161,7 @@ def run(pairs: int, steps: int, methods: list[str] | None) -> dict[str, Any]:
     from prefect.testing.utilities import prefect_test_harness
 
     from tasks.clients.ray_cluster import ensure_ray
-    from tasks.settings import get_settings
+    from tasks.shared.settings import get_settings
 
     params = nightly_params(steps, methods)
     methods = list(params.compress.methods)

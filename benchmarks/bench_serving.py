@@ -47,10 +47,10 @@ def register_default_model(settings: Any) -> tuple[str, Path]:
     """Build the default scratch model, log it to MLflow, register it, make it champion."""
     import mlflow
 
-    from tasks.base_model import ScratchSpec, build_scratch_model
     from tasks.clients.registry import DIGEST_TAG, model_registry
     from tasks.clients.tracking import start_run
-    from tasks.registry import CHAMPION
+    from tasks.finetune.base_model import ScratchSpec, build_scratch_model
+    from tasks.promote.registration import CHAMPION
 
     texts = list(_common.PYDOC_TOPICS.values())
     folder = build_scratch_model(settings.models_dir / "base" / "bench", texts, ScratchSpec())
@@ -69,8 +69,8 @@ def load_times(folder: Path, repeats: int) -> dict[str, float]:
     server does (`load_model_folder`: manifest check, model built, weights in, tokenizer)."""
     from safetensors.torch import load_file
 
-    from tasks.evaluate import load_model_folder
-    from tasks.manifest import MANIFEST, write_manifest
+    from tasks.shared.manifest import MANIFEST, write_manifest
+    from tasks.shared.models import load_model_folder
 
     pickled = folder.parent / "bench-pickle"
     shutil.copytree(folder, pickled, ignore=shutil.ignore_patterns("*.safetensors", MANIFEST))

@@ -24,7 +24,7 @@ GOAL = 0.9
 
 
 def plain_loop(plan: Any, params: Any) -> dict[str, float]:
-    from tasks.train_loop import load_model, train_step
+    from tasks.finetune.loop import load_model, train_step
 
     started = time.perf_counter()
     torch.manual_seed(params.seed)
@@ -51,7 +51,7 @@ def plain_loop(plan: Any, params: Any) -> dict[str, float]:
 
 def ray_run(params: Any, settings: Any) -> dict[str, float]:
     from tasks.clients.ray_cluster import ensure_ray
-    from tasks.train import finetune
+    from tasks.finetune.trainer import finetune
 
     t0 = time.perf_counter()
     ensure_ray(settings)
@@ -72,8 +72,10 @@ def ray_run(params: Any, settings: Any) -> dict[str, float]:
 
 
 def run(quick: bool, steps: int, batch_size: int, seq_len: int) -> dict[str, Any]:
-    from tasks.ingest import IngestParams, ingest_folder
-    from tasks.train_prepare import FinetuneParams, prepare
+    from tasks.finetune.params import FinetuneParams
+    from tasks.finetune.prepare import prepare
+    from tasks.ingest.documents import ingest_folder
+    from tasks.ingest.params import IngestParams
 
     with _common.fresh_home("train") as settings:
         root = _common.write_demo_corpus(settings, quick=quick)

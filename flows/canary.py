@@ -1,6 +1,7 @@
 from prefect import flow
 
-from tasks.canary import (
+from tasks.canary.params import CanaryOutcome, CanaryParams, StepResult
+from tasks.canary.rollout import (
     canary_step_task,
     canary_versions_task,
     conclude_task,
@@ -9,9 +10,8 @@ from tasks.canary import (
     quality_task,
     replay_prompts_task,
 )
-from tasks.canary_report import CanaryOutcome, CanaryParams, StepResult
 from tasks.core.canary import plan_steps
-from tasks.registry import publish_alias_history
+from tasks.promote.registration import publish_alias_history
 
 
 @flow(name="canary_rollout", log_prints=True)

@@ -1,6 +1,7 @@
 from prefect import flow
 
-from tasks.embed import EmbedParams, EmbedReport, index_snapshot, publish_embed_report
+from tasks.embed.index import index_snapshot, publish_embed_report
+from tasks.embed.params import EmbedParams, EmbedReport
 
 
 @flow(name="embed_documents", log_prints=True)

@@ -1,7 +1,7 @@
 from prefect import flow
 
-from tasks.train import FinetuneReport, finetune_task, publish_finetune_report
-from tasks.train_prepare import FinetuneParams
+from tasks.finetune.params import FinetuneParams, FinetuneReport
+from tasks.finetune.trainer import finetune_task, publish_finetune_report
 
 
 @flow(name="finetune_model", log_prints=True)

@@ -7,17 +7,15 @@ from flows.embed import embed_documents
 from flows.finetune import finetune_model
 from flows.ingest import ingest_documents
 from flows.promote import promote_model
-from tasks.canary_report import CanaryOutcome, CanaryParams
-from tasks.compress import CompressParams
-from tasks.compress_report import CompressReport
+from tasks.canary.params import CanaryOutcome, CanaryParams
+from tasks.compress.params import CompressParams, CompressReport
 from tasks.core.cost import StageUsage
-from tasks.embed import EmbedParams, EmbedReport
-from tasks.ingest import IngestParams, IngestReport
-from tasks.registry_report import PromoteParams, PromoteReport
-from tasks.report import publish_pipeline_summary, record_costs
-from tasks.train import FinetuneReport
-from tasks.train_prepare import FinetuneParams
-from tasks.usage import StageMeter
+from tasks.embed.params import EmbedParams, EmbedReport
+from tasks.finetune.params import FinetuneParams, FinetuneReport
+from tasks.ingest.params import IngestParams, IngestReport
+from tasks.promote.params import PromoteParams, PromoteReport
+from tasks.promote.summary import publish_pipeline_summary, record_costs
+from tasks.shared.usage import StageMeter
 
 
 class NightlyParams(BaseModel):

@@ -1,6 +1,7 @@
 from prefect import flow
 
-from tasks.registry import (
+from tasks.promote.params import PromoteParams, PromoteReport
+from tasks.promote.registration import (
     apply_decision_task,
     decide_task,
     evaluate_models_task,
@@ -10,7 +11,6 @@ from tasks.registry import (
     request_approval,
     resolve_candidate,
 )
-from tasks.registry_report import PromoteParams, PromoteReport
 
 
 @flow(name="promote_model", log_prints=True)

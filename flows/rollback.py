@@ -1,8 +1,8 @@
 from prefect import flow
 
 from tasks.clients.registry import AliasChange
-from tasks.registry import publish_alias_history, rollback_task
-from tasks.registry_report import RollbackParams
+from tasks.promote.params import RollbackParams
+from tasks.promote.registration import publish_alias_history, rollback_task
 
 
 @flow(name="rollback_model", log_prints=True)

@@ -9,8 +9,8 @@ import os
 import threading
 import time
 
-from tasks.registry import CHALLENGER, CHAMPION
-from tasks.registry_report import DEFAULT_MODEL
+from tasks.promote.params import DEFAULT_MODEL
+from tasks.promote.registration import CHALLENGER, CHAMPION
 
 
 def weights_from_aliases(aliases: dict[str, str]) -> dict[str, float]:
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     from serving.app import deploy
     from tasks.clients.ray_cluster import ensure_ray
     from tasks.clients.registry import model_registry
-    from tasks.settings import get_settings
+    from tasks.shared.settings import get_settings
 
     settings = get_settings()
     try:

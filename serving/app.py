@@ -43,7 +43,7 @@ from serving.http import http_app
 from serving.retriever import NOTHING_INDEXED, Retriever
 from tasks.clients.secrets import with_serving_key
 from tasks.core.routing import normalise_weights
-from tasks.settings import Settings
+from tasks.shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ModelServer:
         import torch
 
         from tasks.clients.registry import model_registry
-        from tasks.evaluate import load_model_folder
+        from tasks.shared.models import load_model_folder
 
         torch.set_num_threads(threads)
         started = time.perf_counter()
@@ -175,7 +175,7 @@ class Router:
         log_flush_s: float = 30.0,
     ) -> None:
         from serving.metrics import ServingMetrics
-        from serving.request_log import RequestLog
+        from tasks.clients.request_log import RequestLog
 
         self.settings, self.model_name, self.servers = settings, model_name, servers
         self.weights: dict[str, float] = dict.fromkeys(servers, 1.0)  # until reconfigure

@@ -19,8 +19,8 @@ from ray.serve import Application
 
 from serving.app import build_app
 from tasks.clients.registry import MODEL_NAME, model_registry
-from tasks.registry_report import DEFAULT_MODEL
-from tasks.settings import Settings, get_settings
+from tasks.promote.params import DEFAULT_MODEL
+from tasks.shared.settings import Settings, get_settings
 
 
 class VersionWeight(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 
 from ray import serve
 
-from tasks.settings import Settings
+from tasks.shared.settings import Settings
 
 NOTHING_INDEXED = "nothing is indexed yet: run the nightly pipeline (`make nightly`)"
 INDEX_BUSY = "the index is being rewritten by a pipeline stage right now: retry shortly"
@@ -37,7 +37,7 @@ class Retriever:
 
     def _search(self, query: str, top_k: int) -> list[dict[str, Any]] | str:
         from tasks.clients.feature_store import ChunkIndex, IndexBusy
-        from tasks.retrieval import search
+        from tasks.embed.retrieval import search
 
         with self._lock:
             try:

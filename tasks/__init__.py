@@ -1,1 +1,3 @@
-"""The platform's units of work, one module per stage; pure logic lives in `tasks.core`."""
+"""The platform's units of work: one package per stage, pure logic in `core`, adapters in
+`clients`, what every stage shares in `shared`.
+"""

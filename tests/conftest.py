@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.settings import Settings, get_settings
+from tasks.shared.settings import Settings, get_settings
 
 
 @pytest.fixture

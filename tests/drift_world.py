@@ -7,7 +7,7 @@ pydoc topics, and windows of prompts on consecutive days, each written through R
 
 Sources carry real retrieval scores: the same MiniLM embedder searching paragraphs of the
 training documents. The man pages come from /usr/share/man; without them the world fails with
-the Debian package to install (tasks.demo_traffic.man_page_prompts), it is never skipped.
+the Debian package to install (tasks.monitor.demo_traffic.man_page_prompts), it is never skipped.
 """
 
 import random
@@ -22,15 +22,16 @@ from pydoc_data.topics import topics
 import numpy as np
 import pytest
 
-from serving.request_log import RequestLog
-from tasks.demo_traffic import (
+from tasks.clients.request_log import RequestLog
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.monitor.demo_traffic import (
     man_page_prompts,
     python_doc_prompts,
     retrieval_scorer,
     traffic_records,
 )
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.settings import Settings, get_settings
+from tasks.shared.settings import Settings, get_settings
 
 DAY0 = datetime(2026, 11, 20, tzinfo=UTC)
 NAMES = ("reference", "same", "man-en", "man-de")

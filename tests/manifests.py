@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from tasks.settings import REPO_ROOT, Settings
+from tasks.shared.settings import REPO_ROOT, Settings
 
 INFRA = REPO_ROOT / "infra"
 IMAGE_REPOSITORY = "ghcr.io/llmops/platform"

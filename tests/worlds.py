@@ -14,18 +14,24 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tasks.base_model import train_tokenizer
 from tasks.clients.tracking import start_run
-from tasks.compress_report import UNCOMPRESSED, CandidateRow, CompressReport
-from tasks.compression.quantize import quantize_dynamic_int8
-from tasks.compression.store import save_candidate
+from tasks.compress.methods.quantize import quantize_dynamic_int8
+from tasks.compress.params import UNCOMPRESSED, CandidateRow, CompressReport
 from tasks.core.sequences import pack
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.manifest import manifest_digest, write_manifest
-from tasks.registry import apply_decision, decide_promotion, evaluate_models, register_candidate
-from tasks.registry_report import Candidate, PromoteReport
-from tasks.settings import Settings, get_settings
-from tasks.train_prepare import split_snapshot
+from tasks.finetune.base_model import train_tokenizer
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.promote.params import Candidate, PromoteReport
+from tasks.promote.registration import (
+    apply_decision,
+    decide_promotion,
+    evaluate_models,
+    register_candidate,
+)
+from tasks.shared.candidates import save_candidate
+from tasks.shared.lake import split_snapshot
+from tasks.shared.manifest import manifest_digest, write_manifest
+from tasks.shared.settings import Settings, get_settings
 
 SEQ_LEN = 32
 EVAL_FRACTION = 0.3

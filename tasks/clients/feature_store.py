@@ -17,7 +17,7 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView
 from feast.data_source import DataSource
 from feast.repo_config import RepoConfig
 
-from tasks.settings import Settings
+from tasks.shared.settings import Settings
 
 CHUNK_VIEW = "document_chunks"
 CHUNK_FEATURES = ("text", "doc_id", "source", "chunk_index", "n_tokens", "language")

@@ -6,7 +6,7 @@ import signal
 import threading
 from typing import Any
 
-from tasks.settings import REPO_ROOT, Settings
+from tasks.shared.settings import REPO_ROOT, Settings
 
 # The repo's code travels to a remote cluster's workers; state and the venv stay here.
 _EXCLUDES = [".venv/", ".llmops/", ".git/", "**/__pycache__/", "benchmarks/"]

@@ -21,9 +21,9 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, Field
 
-from tasks.manifest import MANIFEST, manifest_digest, sha256_file, verify_manifest
-from tasks.model_files import copy_verified
-from tasks.settings import Settings
+from tasks.shared.manifest import MANIFEST, manifest_digest, sha256_file, verify_manifest
+from tasks.shared.model_files import copy_verified
+from tasks.shared.settings import Settings
 
 ALIAS_EXPERIMENT = "model-aliases"
 DIGEST_TAG = "manifest_digest"

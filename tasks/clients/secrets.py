@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from tasks.settings import Settings
+from tasks.shared.settings import Settings
 
 
 def with_serving_key(settings: Settings) -> Settings:

@@ -8,9 +8,9 @@ from pathlib import Path
 import mlflow
 from mlflow.entities import Run
 
-from tasks.manifest import MANIFEST, folder_digest
-from tasks.model_files import copy_verified
-from tasks.settings import Settings
+from tasks.shared.manifest import MANIFEST, folder_digest
+from tasks.shared.model_files import copy_verified
+from tasks.shared.settings import Settings
 
 EXPERIMENT = "finetune"
 BASE_MODEL_ARTIFACT = "base_model"  # bases built here (scratch) travel with their run

@@ -27,9 +27,9 @@ from prefect.input.actions import read_flow_run_input
 from flows.promote import promote_model
 from flows.rollback import rollback_model
 from tasks.clients.registry import model_registry
-from tasks.registry import CHALLENGER, CHAMPION, alias_history
-from tasks.registry_report import PromoteParams, PromoteReport, RollbackParams
-from tasks.settings import get_settings
+from tasks.promote.params import PromoteParams, PromoteReport, RollbackParams
+from tasks.promote.registration import CHALLENGER, CHAMPION, alias_history
+from tasks.shared.settings import get_settings
 
 from worlds import compressed, tiny_world
 

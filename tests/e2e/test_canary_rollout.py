@@ -16,10 +16,10 @@ from prefect.client.orchestration import get_client
 from pydantic import SecretStr
 
 from flows.canary import canary_rollout
-from tasks.canary_report import CanaryParams, ThresholdParams
+from tasks.canary.params import CanaryParams, ThresholdParams
 from tasks.clients.registry import model_registry
-from tasks.registry import CHALLENGER, CHAMPION, register_candidate
-from tasks.registry_report import Candidate
+from tasks.promote.params import Candidate
+from tasks.promote.registration import CHALLENGER, CHAMPION, register_candidate
 
 from worlds import World, compressed, free_port, tiny_world
 

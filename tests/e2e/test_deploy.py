@@ -104,7 +104,7 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
 EMIT_DRIFT = """
 from prefect.events import emit_event
 from prefect.events.worker import EventsWorker
-from tasks.monitor_report import DRIFT_EVENT, model_resource
+from tasks.monitor.params import DRIFT_EVENT, model_resource
 emit_event(DRIFT_EVENT, resource={"prefect.resource.id": model_resource("pydocs-lm")})
 EventsWorker.drain_all()
 """

@@ -14,7 +14,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from prefect.events.worker import EventsWorker
 
 from flows.monitor import monitor_drift
-from tasks.monitor_report import DRIFT_EVENT, MonitorParams, model_resource
+from tasks.monitor.params import DRIFT_EVENT, MonitorParams, model_resource
 
 pytestmark = pytest.mark.e2e
 MODEL = "drift-e2e"

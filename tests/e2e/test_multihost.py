@@ -13,9 +13,10 @@ from pydoc_data.topics import topics
 import mlflow
 import pytest
 
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.manifest import verify_manifest
-from tasks.settings import Settings
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.shared.manifest import verify_manifest
+from tasks.shared.settings import Settings
 
 from multihost import HOSTS, Cluster, last_json
 

@@ -9,9 +9,10 @@ from pydoc_data.topics import topics
 import pytest
 
 from tasks.clients.feature_store import ChunkIndex
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.retrieval import search
-from tasks.settings import Settings
+from tasks.embed.retrieval import search
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.shared.settings import Settings
 
 from multihost import HOSTS, Cluster, last_json
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 EMBED = """
 import json
-from tasks.embed import EmbedParams, index_snapshot
+from tasks.embed.index import EmbedParams, index_snapshot
 params = EmbedParams(chunk_tokens=128, encode_batch_size=16)
 print(json.dumps(index_snapshot.fn(params).model_dump()))
 """

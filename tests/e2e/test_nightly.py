@@ -7,12 +7,12 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from ray import serve
 
 from flows.nightly import NightlyParams, nightly_pipeline
-from tasks.canary_report import CanaryParams, ThresholdParams
-from tasks.embed import EmbedParams
-from tasks.ingest import IngestParams
-from tasks.retrieval import search
-from tasks.settings import Settings
-from tasks.train_prepare import FinetuneParams
+from tasks.canary.params import CanaryParams, ThresholdParams
+from tasks.embed.params import EmbedParams
+from tasks.embed.retrieval import search
+from tasks.finetune.params import FinetuneParams
+from tasks.ingest.params import IngestParams
+from tasks.shared.settings import Settings
 
 from worlds import free_port
 

@@ -13,17 +13,18 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tasks.compress_prepare import resolve_source
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.manifest import MANIFEST, folder_digest
-from tasks.registry import (
+from tasks.compress.prepare import resolve_source
+from tasks.finetune.params import FinetuneParams
+from tasks.finetune.trainer import finetune
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.promote.registration import (
     CHALLENGER,
     CHAMPION,
     alias_history,
 )
-from tasks.settings import Settings, get_settings
-from tasks.train import finetune
-from tasks.train_prepare import FinetuneParams
+from tasks.shared.manifest import MANIFEST, folder_digest
+from tasks.shared.settings import Settings, get_settings
 
 from services import Server, mlflow_server
 from worlds import compressed, promote, tiny_world

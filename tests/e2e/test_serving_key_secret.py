@@ -5,7 +5,7 @@ from prefect.blocks.system import Secret
 from pydantic import SecretStr
 
 from tasks.clients.secrets import with_serving_key
-from tasks.settings import Settings
+from tasks.shared.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

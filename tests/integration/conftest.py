@@ -3,8 +3,9 @@ from pydoc_data.topics import topics
 
 import pytest
 
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.settings import Settings
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.shared.settings import Settings
 
 
 @pytest.fixture

@@ -6,13 +6,14 @@ import mlflow
 import pytest
 import torch
 
-from tasks.compress import CompressParams, GateParams, compress
-from tasks.compress_report import UNCOMPRESSED
-from tasks.compression.store import load_candidate
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.settings import Settings, get_settings
-from tasks.train import finetune
-from tasks.train_prepare import FinetuneParams
+from tasks.compress.candidates import compress
+from tasks.compress.params import UNCOMPRESSED, CompressParams, GateParams
+from tasks.finetune.params import FinetuneParams
+from tasks.finetune.trainer import finetune
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.shared.candidates import load_candidate
+from tasks.shared.settings import Settings, get_settings
 
 pytestmark = pytest.mark.integration
 

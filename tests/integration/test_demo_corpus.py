@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.demo_corpus import DEFAULT_MODULES, write_python_docs
+from tasks.ingest.demo_corpus import DEFAULT_MODULES, write_python_docs
 
 pytestmark = pytest.mark.integration
 

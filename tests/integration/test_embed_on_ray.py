@@ -8,13 +8,15 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from tasks import lake
 from tasks.clients.feature_store import ChunkIndex
-from tasks.embed import EmbedParams, embed_snapshot
-from tasks.embed_ray import RayEncoder
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.retrieval import search
-from tasks.settings import Settings
+from tasks.embed.index import embed_snapshot
+from tasks.embed.params import EmbedParams
+from tasks.embed.ray_encoder import RayEncoder
+from tasks.embed.retrieval import search
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.shared import lake
+from tasks.shared.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -3,12 +3,14 @@ from pydoc_data.topics import topics
 
 import pytest
 
-from tasks import lake
 from tasks.clients.feature_store import ChunkIndex
-from tasks.embed import EmbedParams, embed_snapshot
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.retrieval import search
-from tasks.settings import Settings
+from tasks.embed.index import embed_snapshot
+from tasks.embed.params import EmbedParams
+from tasks.embed.retrieval import search
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.shared import lake
+from tasks.shared.settings import Settings
 
 pytestmark = pytest.mark.integration
 

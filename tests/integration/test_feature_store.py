@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tasks.clients.feature_store import ChunkIndex, IndexBusy, repo_config
-from tasks.settings import Settings, get_settings
+from tasks.shared.settings import Settings, get_settings
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,7 @@ HOLD_INDEX = """
 import sys, time
 from pathlib import Path
 from tasks.clients.feature_store import ChunkIndex
-from tasks.settings import Settings
+from tasks.shared.settings import Settings
 with ChunkIndex(Settings(home=Path(sys.argv[1]))) as index:
     index.count()
     print("holding", flush=True)

@@ -6,10 +6,10 @@ import mlflow
 import psutil
 import pytest
 
-from tasks.manifest import MANIFEST, verify_manifest
-from tasks.settings import Settings
-from tasks.train import finetune
-from tasks.train_prepare import FinetuneParams
+from tasks.finetune.params import FinetuneParams
+from tasks.finetune.trainer import finetune
+from tasks.shared.manifest import MANIFEST, verify_manifest
+from tasks.shared.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(
 def test_full_fine_tuning_of_a_model_given_by_path(
     ray_local, training_snapshot: str, settings: Settings
 ) -> None:
-    from tasks.train_prepare import prepare
+    from tasks.finetune.prepare import prepare
 
     base = prepare(FinetuneParams(snapshot_id=training_snapshot), settings).base_path
     params = FinetuneParams(

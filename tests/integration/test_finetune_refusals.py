@@ -2,10 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.settings import Settings
-from tasks.train import check_workers
-from tasks.train_prepare import FinetuneParams, prepare
+from tasks.finetune.params import FinetuneParams
+from tasks.finetune.prepare import prepare
+from tasks.finetune.trainer import check_workers
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.shared.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import lake
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.settings import Settings
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.shared import lake
+from tasks.shared.settings import Settings
 
 pytestmark = pytest.mark.integration
 

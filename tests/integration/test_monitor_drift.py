@@ -14,14 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 from drift_world import DAY0, DriftWorld, drift_world
 
-from serving.request_schema import SCHEMA
+from tasks.clients.request_schema import SCHEMA
 from tasks.core.drift import TimeRange
-from tasks.demo_traffic import man_page_prompts, traffic_records
-from tasks.monitor import Windows, compare_windows, monitor_requests
-from tasks.monitor_data import load_training, requests_in
-from tasks.monitor_evidently import embedding_auc, embedding_report, save_html
-from tasks.monitor_log import check_request_log
-from tasks.monitor_report import MonitorParams
+from tasks.monitor.demo_traffic import man_page_prompts, traffic_records
+from tasks.monitor.drift import Windows, compare_windows, monitor_requests
+from tasks.monitor.evidently import embedding_auc, embedding_report, save_html
+from tasks.monitor.log_checks import check_request_log
+from tasks.monitor.params import MonitorParams
+from tasks.monitor.windows import load_training, requests_in
 
 pytestmark = pytest.mark.integration
 NOW = DAY0 + timedelta(days=30)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.scaffold import create
+from llmops.scaffold import create
 
 REPO = Path(__file__).resolve().parents[2]
 RUFF = str(Path(sys.executable).with_name("ruff"))
@@ -59,7 +59,7 @@ def run(args: list[str], root: Path) -> subprocess.CompletedProcess[str]:
 
 
 def new_flow(root: Path, name: str, kind: str) -> subprocess.CompletedProcess[str]:
-    cli = [sys.executable, "-m", "tasks.cli", "new-flow", name, "--kind", kind]
+    cli = [sys.executable, "-m", "llmops.cli", "new-flow", name, "--kind", kind]
     return run([*cli, "--description", f"The {kind} {name}: an example."], root)
 
 

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from tasks.quality import DocumentValidator
+from tasks.ingest.quality import DocumentValidator
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,8 @@ import torch
 from transformers import AutoTokenizer
 
 from tasks.clients.registry import DIGEST_TAG, model_registry
-from tasks.evaluate import bits_per_byte, held_out_texts, load_model_folder
-from tasks.manifest import MANIFEST, manifest_digest, write_manifest
-from tasks.registry import (
+from tasks.promote.params import Candidate
+from tasks.promote.registration import (
     CHALLENGER,
     CHAMPION,
     alias_history,
@@ -22,7 +21,8 @@ from tasks.registry import (
     register_candidate,
     rollback_champion,
 )
-from tasks.registry_report import Candidate
+from tasks.shared.manifest import MANIFEST, manifest_digest, write_manifest
+from tasks.shared.models import bits_per_byte, held_out_texts, load_model_folder
 
 from worlds import EVAL_FRACTION, SEQ_LEN, World, compressed, promote, tiny_world
 

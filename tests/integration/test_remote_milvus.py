@@ -9,10 +9,12 @@ import pytest
 from pymilvus import MilvusClient
 
 from tasks.clients.feature_store import CHUNK_VIEW, ChunkIndex, MilvusUnavailable
-from tasks.embed import EmbedParams, index_snapshot
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.retrieval import search
-from tasks.settings import get_settings
+from tasks.embed.index import index_snapshot
+from tasks.embed.params import EmbedParams
+from tasks.embed.retrieval import search
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.shared.settings import get_settings
 
 from services import Server, milvus_server
 from worlds import free_port

@@ -22,14 +22,16 @@ from transformers import AutoTokenizer
 
 from serving.app import deploy, set_weights
 from serving.generation import generate, stream
-from serving.request_log import read_requests
 from tasks.clients.feature_store import ChunkIndex
-from tasks.embed import EmbedParams, embed_snapshot
-from tasks.evaluate import load_model_folder
-from tasks.ingest import IngestParams, ingest_folder
-from tasks.registry import register_candidate
-from tasks.registry_report import Candidate
-from tasks.settings import Settings
+from tasks.clients.request_log import read_requests
+from tasks.embed.index import embed_snapshot
+from tasks.embed.params import EmbedParams
+from tasks.ingest.documents import ingest_folder
+from tasks.ingest.params import IngestParams
+from tasks.promote.params import Candidate
+from tasks.promote.registration import register_candidate
+from tasks.shared.models import load_model_folder
+from tasks.shared.settings import Settings
 
 from worlds import World, compressed, free_port, tiny_world
 

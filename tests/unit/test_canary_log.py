@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.request_log import RequestLog, read_acknowledged
-from tasks.canary import step_stats
+from tasks.canary.rollout import step_stats
+from tasks.clients.request_log import RequestLog, read_acknowledged
 
 
 def record(i: int, version: str, status: int = 200, latency: float = 10.0) -> dict:

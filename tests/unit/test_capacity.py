@@ -3,7 +3,7 @@ from fractions import Fraction
 
 import pytest
 
-from tasks.cli import main
+from llmops.cli import main
 from tasks.core.capacity import (
     GPU_MEMORY_GIB,
     decoder_shape,
@@ -98,8 +98,9 @@ def test_the_planner_gives_the_fine_tuning_stages_own_numbers_for_the_default_mo
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tasks.base_model import ScratchSpec
-    from tasks.train_prepare import LoraParams, model_shape
+    from tasks.finetune.base_model import ScratchSpec
+    from tasks.finetune.params import LoraParams
+    from tasks.finetune.prepare import model_shape
 
     spec = ScratchSpec()
     config = LlamaConfig(

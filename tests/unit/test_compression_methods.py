@@ -8,9 +8,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, LlamaConfig, LlamaForCausalLM
 
-from tasks.compression.lowrank import LowRankLinear, factorize_lowrank
-from tasks.compression.prune import hold_zeros, prune_magnitude, prune_structured, release_zeros
-from tasks.compression.quantize import (
+from tasks.compress.methods.lowrank import LowRankLinear, factorize_lowrank
+from tasks.compress.methods.prune import (
+    hold_zeros,
+    prune_magnitude,
+    prune_structured,
+    release_zeros,
+)
+from tasks.compress.methods.quantize import (
     DynamicInt8Linear,
     Int8Embedding,
     StaticInt8Linear,
@@ -19,7 +24,7 @@ from tasks.compression.quantize import (
     quantize_static_int8,
     to_half,
 )
-from tasks.compression.store import WEIGHTS, load_candidate, save_candidate
+from tasks.shared.candidates import WEIGHTS, load_candidate, save_candidate
 
 # torch 2.13 deprecates the quantized-tensor constructors the int8 kernels need (pytorch#184982)
 pytestmark = pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")

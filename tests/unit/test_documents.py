@@ -1,5 +1,5 @@
 from tasks.core.documents import prepare_batch, quarantine_row, reason_kind
-from tasks.sources import RawRecord
+from tasks.ingest.sources import RawRecord
 
 
 def test_prepare_batch_normalises_ids_and_marks_later_copies() -> None:

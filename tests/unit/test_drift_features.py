@@ -17,7 +17,7 @@ from tasks.core.text_features import (
     vocabulary,
     words,
 )
-from tasks.demo_traffic import groff_to_text
+from tasks.monitor.demo_traffic import groff_to_text
 
 T = DriftThresholds()
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tasks.embed import EmbedParams
-from tasks.embed_ray import actor_count, split_batches, use_ray
+from tasks.embed.params import EmbedParams
+from tasks.embed.ray_encoder import actor_count, split_batches, use_ray
 
 
 def test_ray_is_used_when_asked_or_when_a_cluster_is_configured() -> None:

@@ -20,7 +20,7 @@ from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tasks.settings import REPO_ROOT
+from tasks.shared.settings import REPO_ROOT
 
 from manifests import IMAGE_REPOSITORY, INFRA, load_documents, platform_image, project_version
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.manifest import MANIFEST, verify_manifest, write_manifest
+from tasks.shared.manifest import MANIFEST, verify_manifest, write_manifest
 
 
 def test_manifest_round_trip_and_tampering(tmp_path: Path) -> None:

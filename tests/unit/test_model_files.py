@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tasks.manifest import MANIFEST, manifest_digest, write_manifest
-from tasks.model_files import copy_verified, load_tensors
-from tasks.settings import REPO_ROOT
+from tasks.shared.manifest import MANIFEST, manifest_digest, write_manifest
+from tasks.shared.model_files import copy_verified, load_tensors
+from tasks.shared.settings import REPO_ROOT
 
 SPARSE_SIZE = 5 << 29  # 2.5 GiB of zeros, held by a sparse file that takes no disk
 SPARSE_SHA256 = "9679aa8d70d80446e83955c51d2fe0cbc0af409a5202ee4c977a59a117372cff"
@@ -119,7 +119,7 @@ def test_a_large_file_is_copied_in_bounded_memory(tmp_path: Path) -> None:
         f"""
         import json, re, resource, sys, time
         from pathlib import Path
-        from tasks.model_files import copy_verified
+        from tasks.shared.model_files import copy_verified
         start = time.perf_counter()
         copy_verified(Path({str(src)!r}), Path({str(tmp_path / "dst")!r}))
         status = Path("/proc/self/status").read_text()

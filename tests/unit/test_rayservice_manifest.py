@@ -35,7 +35,7 @@ from ray.serve._private.deploy_utils import deploy_args_to_deployment_info
 from ray.serve._private.deployment_info import DeploymentInfo
 from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
 
-from tasks.settings import REPO_ROOT, Settings, get_settings
+from tasks.shared.settings import REPO_ROOT, Settings, get_settings
 
 from manifests import kubernetes_versions, validate_pod_template
 
@@ -153,8 +153,8 @@ def test_explicit_weights_build_the_app_without_services_or_ray(
 def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A real MLflow registry (SQLite) where version 2 is champion and 3 challenger."""
     from tasks.clients.registry import model_registry
-    from tasks.registry import CHALLENGER, CHAMPION
-    from tasks.registry_report import DEFAULT_MODEL
+    from tasks.promote.params import DEFAULT_MODEL
+    from tasks.promote.registration import CHALLENGER, CHAMPION
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LLMOPS_HOME", str(tmp_path_factory.mktemp("registry") / "state"))

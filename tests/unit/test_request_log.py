@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from serving.request_log import (
+from tasks.clients.request_log import (
     LOCK_NAME,
     WAL_DIR,
     WAL_NAME,
@@ -178,7 +178,7 @@ CHILD = """
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from serving.request_log import RequestLog
+from tasks.clients.request_log import RequestLog
 log = RequestLog(Path(sys.argv[1]), flush_every=7)
 i = 0
 while True:

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from tasks.scaffold import check_description, check_name, insert_deployment
+from llmops.scaffold import check_description, check_name, insert_deployment
 
 PREFECT_YAML = """\
 definitions:

@@ -7,7 +7,7 @@ import pytest
 
 from serving.__main__ import parse_labels
 from serving.app import build_app, control_options
-from tasks.settings import Settings
+from tasks.shared.settings import Settings
 
 
 def test_labels_parse_as_key_value_pairs() -> None:

@@ -3,7 +3,7 @@ import copy
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tasks.train_loop import train_step
+from tasks.finetune.loop import train_step
 
 
 def tiny_llama() -> LlamaForCausalLM:

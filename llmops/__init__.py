@@ -1,0 +1,1 @@
+"""The platform's command line and the scaffold for new flows; outside the stage packages."""

@@ -1,0 +1,97 @@
+"""What the canary rollout takes and hands on: parameters, each step's figures and verdict, the
+outcome, and its markdown report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tasks.clients.registry import MODEL_NAME
+from tasks.promote.params import DEFAULT_MODEL
+
+
+class ThresholdParams(BaseModel):
+    """How much worse than the champion the challenger may be before it is rolled back."""
+
+    max_error_rate_increase: float = Field(0.01, ge=0, description="Absolute (0.01 = 1 point).")
+    max_p95_ratio: float = Field(1.5, gt=0, description="Challenger p95 / champion p95.")
+    max_quality_regression: float = Field(0.02, ge=0, description="Relative bits/byte worse.")
+    min_requests: int = Field(20, ge=1, description="Per version, before a step is judged.")
+
+
+class CanaryParams(BaseModel):
+    """Roll the challenger out on the running app, step by step, with automatic rollback."""
+
+    model_name: str = Field(
+        DEFAULT_MODEL, pattern=MODEL_NAME.pattern, description="Registered model rolled out."
+    )
+    steps: list[float] = Field([5, 25, 50, 100], description="Challenger %, ending at 100.")
+    thresholds: ThresholdParams = Field(
+        default_factory=ThresholdParams, description="When a step rolls back."
+    )
+    max_wait_s: float = Field(300, gt=0, description="Per step, for enough requests.")
+    replay: bool = Field(True, description="Replay held-out prompts when live traffic is short.")
+    replay_max_tokens: int = Field(8, ge=1, le=256, description="Tokens per replayed answer.")
+    app_name: str = Field("llmops", description="Serve application name.")
+    router_url: str = Field(
+        "http://127.0.0.1:8000", description="The serving app's HTTP address (Serve's proxy)."
+    )
+    model_cpus: float = Field(1.0, gt=0, description="CPUs per model replica, when deploying.")
+    model_replicas: int = Field(
+        1, ge=1, description="Replicas per version, when deploying (spread over the nodes)."
+    )
+    control_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="When deploying: Ray node labels the router and retriever stay on (e.g. "
+        "the head's), so losing another node never takes the entry point; empty = any node.",
+    )
+
+    def deploy_options(self) -> dict[str, Any]:
+        """How the app is (re)deployed by the canary: as `python -m serving` would with these."""
+        return {
+            "model_cpus": self.model_cpus,
+            "model_replicas": self.model_replicas,
+            "control_labels": self.control_labels or None,
+            "log_flush_s": 5.0,
+        }
+
+
+class StepResult(BaseModel):
+    percent: float
+    action: str
+    reasons: list[str]
+    stats: dict[str, dict[str, float | None]]  # "champion"/"challenger" -> figures
+    replayed: int
+    seconds: float
+
+
+class CanaryOutcome(BaseModel):
+    model_name: str
+    champion: str  # before the rollout
+    challenger: str
+    verdict: str  # promoted | rolled back | inconclusive
+    steps: list[StepResult]
+    champion_now: str | None
+    challenger_now: str | None
+    served_now: list[str]
+
+
+def report_markdown(outcome: CanaryOutcome) -> str:
+    o = outcome
+    rows = []
+    for s in o.steps:
+        for role in ("champion", "challenger"):
+            f = s.stats[role]
+            q = "n/a" if f["quality_bpb"] is None else f"{f['quality_bpb']:.4f}"
+            rows.append(f"| {s.percent:g}% | {role} | {f['requests']:.0f} | {f['errors']:.0f} | "
+                        f"{f['p95_ms']:.1f} | {q} | {s.action} | {s.replayed} |")  # fmt: skip
+    reasons = "\n".join(f"- {r}" for r in o.steps[-1].reasons) if o.steps else ""
+    return (
+        f"# Canary of {o.model_name} v{o.challenger} against v{o.champion}: {o.verdict}\n\n"
+        f"Champion now v{o.champion_now or 'none'}, challenger v{o.challenger_now or 'none'}, "
+        f"served: {', '.join(f'v{v}' for v in o.served_now) or 'nothing answered'}\n\n"
+        "| step | version | requests | errors (5xx) | p95 ms | bits/byte | verdict | replayed |\n"
+        "|---|---|---:|---:|---:|---:|---|---:|\n" + "\n".join(rows) +
+        f"\n\n## Reasons at the last step\n\n{reasons}\n"
+    )  # fmt: skip

@@ -1,0 +1,286 @@
+"""The request log: every request and its response, durable once `append` returns.
+
+Layout under `folder`:
+
+    _wal/<writer>/lock                         flock-held by the live RequestLog owning the dir
+    _wal/<writer>/wal.jsonl                    appended records, one JSON line each, fsynced
+    _wal/<writer>/sealed-<stamp>-<id>.jsonl    a rotated WAL on its way to parquet
+    _quarantine/torn-<stamp>-<id>.jsonl        unreadable WAL lines (a write cut by a crash)
+    date=YYYY-MM-DD/part-<stamp>-<id>.parquet  what monitoring reads (day the batch was sealed)
+
+Each writer (one per process or replica) has its own WAL directory, so several replicas can
+share one folder; a directory whose lock nobody holds belongs to a writer that died, and the
+next RequestLog to start turns its records into parquet. A sealed segment's parquet name comes
+from the segment's own name and is written to a temporary file, fsynced and renamed before the
+segment is deleted, so a crash at any point leaves each record in exactly one place afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from tasks.clients.request_schema import SCHEMA, validate_record
+
+logger = logging.getLogger(__name__)
+
+WAL_DIR, WAL_NAME, LOCK_NAME = "_wal", "wal.jsonl", "lock"
+
+
+def _encode(row: dict[str, Any]) -> bytes:
+    line = json.dumps({**row, "at": row["at"].isoformat()}, ensure_ascii=False, allow_nan=False)
+    return line.encode("utf-8") + b"\n"  # utf-8 refuses lone surrogates: ValueError, unwritten
+
+
+def _decode(line: bytes) -> dict[str, Any]:
+    raw = json.loads(line)
+    return validate_record({**raw, "at": datetime.fromisoformat(raw["at"])})
+
+
+def _fsync_dir(path: Path) -> None:
+    # A rename or a new file is durable only once its directory entry is.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _seal(wal_dir: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    sealed = wal_dir / f"sealed-{stamp}-{uuid.uuid4().hex[:12]}.jsonl"
+    os.rename(wal_dir / WAL_NAME, sealed)
+    _fsync_dir(wal_dir)
+    return sealed
+
+
+def _read_segment(segment: Path, folder: Path) -> list[dict[str, Any]]:
+    rows, torn = [], []
+    for line in segment.read_bytes().split(b"\n"):
+        if line.strip():
+            try:
+                rows.append(_decode(line))
+            except (ValueError, KeyError, TypeError):
+                torn.append(line)
+    if torn:  # only a write cut by a crash, never acknowledged; kept for a person to see
+        quarantine = folder / "_quarantine"
+        quarantine.mkdir(exist_ok=True)
+        (quarantine / f"torn-{segment.stem.removeprefix('sealed-')}.jsonl").write_bytes(
+            b"\n".join(torn) + b"\n"
+        )
+        logger.warning("request log: %d unreadable line(s) in %s quarantined", len(torn), segment)
+    return rows
+
+
+def _segment_to_parquet(segment: Path, folder: Path) -> Path | None:
+    stem = segment.stem.removeprefix("sealed-")
+    target = folder / f"date={stem[:4]}-{stem[4:6]}-{stem[6:8]}" / f"part-{stem}.parquet"
+    if target.exists():  # renamed into place before a crash kept the segment from deletion
+        return target
+    rows = _read_segment(segment, folder)
+    if not rows:
+        return None
+    if not target.parent.exists():
+        target.parent.mkdir()
+        _fsync_dir(folder)
+    tmp = target.with_name(f".{target.name}.tmp")  # readers skip it: not named part-*
+    with open(tmp, "wb") as file:
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    return target
+
+
+def _drain(wal_dir: Path, folder: Path) -> list[Path]:
+    """Turn every sealed segment of `wal_dir` into parquet, oldest first."""
+    written = []
+    for segment in sorted(wal_dir.glob("sealed-*.jsonl")):
+        path = _segment_to_parquet(segment, folder)
+        if path is not None:
+            written.append(path)
+        segment.unlink()
+        _fsync_dir(wal_dir)
+    return written
+
+
+def _remove_writer_dir(wal_dir: Path) -> None:
+    for name in (WAL_NAME, LOCK_NAME):
+        (wal_dir / name).unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):  # another process recovered it first
+        wal_dir.rmdir()
+
+
+def recover(folder: Path) -> list[Path]:
+    """Flush the WALs of writers that died (their lock is free) into parquet; the paths."""
+    written: list[Path] = []
+    for wal_dir in sorted((folder / WAL_DIR).glob("[!.]*")):
+        try:
+            lock = open(wal_dir / LOCK_NAME, "rb")  # noqa: SIM115 - held across the steps
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer
+            wal = wal_dir / WAL_NAME
+            if wal.exists() and wal.stat().st_size > 0:
+                _seal(wal_dir)
+            parts = _drain(wal_dir, folder)
+            _remove_writer_dir(wal_dir)
+            logger.info("request log: recovered %s into %d part(s)", wal_dir.name, len(parts))
+            written += parts
+    return written
+
+
+class RequestLog:
+    """Appends request records durably and moves them into parquet every `flush_every`
+    records, on `flush()` and on `close()`. Thread-safe. Recovers dead writers on start."""
+
+    def __init__(self, folder: Path, flush_every: int = 256) -> None:
+        if flush_every < 1:
+            raise ValueError(f"flush_every must be >= 1, got {flush_every}")
+        self.folder, self.flush_every = Path(folder), flush_every
+        self._lock, self._flush_lock = threading.Lock(), threading.Lock()
+        (self.folder / WAL_DIR).mkdir(parents=True, exist_ok=True)
+        self.recovered = recover(self.folder)
+        # Built under a dot name that recovery skips, locked, then renamed: no other process can
+        # take an unlocked directory of ours for a dead writer's.
+        name = uuid.uuid4().hex
+        building = self.folder / WAL_DIR / f".{name}"
+        building.mkdir()
+        self._lock_file = open(building / LOCK_NAME, "wb")  # noqa: SIM115 - held until close
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._wal = open(building / WAL_NAME, "ab", buffering=0)  # noqa: SIM115
+        self._dir = self.folder / WAL_DIR / name
+        os.rename(building, self._dir)
+        _fsync_dir(self._dir.parent)
+        self._pending = 0
+        self._closed = False
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Write one record; when this returns it survives a crash (fsynced). Raises ValueError
+        for a bad record, with nothing written."""
+        line = _encode(validate_record(record))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the request log is closed")
+            start = os.fstat(self._wal.fileno()).st_size
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[self._wal.write(view) :]
+                os.fsync(self._wal.fileno())
+            except BaseException:
+                os.ftruncate(self._wal.fileno(), start)  # no half line for the next to follow
+                raise
+            self._pending += 1
+            due = self._pending >= self.flush_every
+            if due:
+                self._rotate()
+        if due:
+            try:
+                self._drain()
+            except Exception:  # the record is acknowledged; its segment waits for the next flush
+                logger.exception("request log: automatic flush failed; will retry")
+
+    def flush(self) -> Path | None:
+        """Move the records appended so far into parquet; the last part written, or None."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the request log is closed")
+            if self._pending:
+                self._rotate()
+        written = self._drain()
+        return written[-1] if written else None
+
+    def close(self) -> None:
+        """Flush and give the WAL directory up. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._pending:
+                self._rotate()
+            self._wal.close()
+        try:
+            self._drain()
+            _remove_writer_dir(self._dir)
+        finally:
+            self._lock_file.close()  # on a failed drain, the next start recovers the segments
+
+    def __enter__(self) -> RequestLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rotate(self) -> None:
+        # Called with self._lock held: seal the WAL and start an empty one. Sealing first keeps
+        # the old handle usable if the rename fails.
+        _seal(self._dir)
+        self._wal.close()
+        self._wal = open(self._dir / WAL_NAME, "ab", buffering=0)  # noqa: SIM115
+        _fsync_dir(self._dir)
+        self._pending = 0
+
+    def _drain(self) -> list[Path]:
+        with self._flush_lock:
+            return _drain(self._dir, self.folder)
+
+
+def read_requests(folder: Path, since: datetime | None = None) -> pd.DataFrame:
+    """All flushed requests (parquet parts, not the WAL), from `since` on, oldest first."""
+    condition = None
+    if since is not None:
+        if since.utcoffset() is None:
+            raise ValueError(f"since must be a timezone-aware datetime, got {since!r}")
+        condition = ds.field("at") >= pa.scalar(since.astimezone(UTC), SCHEMA.field("at").type)
+    # Only renamed, complete parts match: temporary files start with a dot.
+    parts = sorted(Path(folder).glob("date=*/part-*.parquet"))
+    if parts:
+        dataset = ds.dataset([str(p) for p in parts], schema=SCHEMA, format="parquet")
+        table = dataset.to_table(filter=condition)
+    else:
+        table = SCHEMA.empty_table()
+    frame = table.to_pandas()
+    return frame.sort_values("at", kind="stable").reset_index(drop=True)
+
+
+def read_acknowledged(folder: Path, since: datetime) -> pd.DataFrame:
+    """Every acknowledged request from `since` on, flushed to parquet or still in a writer's
+    WAL (what a canary step needs within seconds). WAL segments are read first, then parquet: a
+    record moved between the two reads is then seen twice, not missed; duplicates go by id."""
+    rows = []
+    for segment in sorted((folder / WAL_DIR).glob("[!.]*/*.jsonl")):
+        try:
+            lines = segment.read_bytes().split(b"\n")
+        except FileNotFoundError:  # sealed and drained meanwhile: parquet has it
+            continue
+        for line in lines:
+            try:
+                row = json.loads(line)
+                rows.append({**row, "at": datetime.fromisoformat(row["at"])})
+            except (ValueError, KeyError, TypeError):
+                continue  # the line being written, or torn
+    wal = pd.DataFrame(rows, columns=SCHEMA.names)
+    parquet = read_requests(folder, since)
+    frame = pd.concat([wal, parquet]) if len(wal) else parquet
+    frame = frame[pd.to_datetime(frame["at"], utc=True) >= pd.Timestamp(since)]
+    return frame.drop_duplicates("request_id")

@@ -1,0 +1,111 @@
+"""Before fine-tuning: parameters, the data split and packing, and every check that refuses a
+run that cannot work, before a worker starts."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tasks.core.memory import GIB, MemoryEstimate, ModelShape, check_fits
+from tasks.core.sequences import pack
+from tasks.finetune.base_model import ScratchSpec, resolve_base_model
+from tasks.finetune.params import FinetuneParams
+from tasks.shared.lake import split_snapshot
+from tasks.shared.settings import REPO_ROOT, Settings
+
+
+@dataclass
+class TrainingData:
+    snapshot_id: str
+    train: np.ndarray
+    eval: np.ndarray
+    train_docs: int
+    eval_docs: int
+
+
+@dataclass
+class Plan:
+    """Everything checked before a worker starts."""
+
+    base_path: Path
+    data: TrainingData
+    model: Any  # loaded once here: it gives the shape, and the driver evaluates with it
+    shape: ModelShape
+    memory: MemoryEstimate
+
+
+def model_shape(model: Any) -> ModelShape:
+    from tasks.finetune.loop import trainable_fraction
+
+    config = model.config
+    trainable, total = trainable_fraction(model)
+    return ModelShape(
+        parameters=total,
+        trainable=trainable,
+        layers=config.num_hidden_layers,
+        hidden=config.hidden_size,
+        vocab=config.vocab_size,
+    )
+
+
+def prepare(params: FinetuneParams, settings: Settings) -> Plan:
+    """Refuse what cannot work, with what to change, before any training starts."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from tasks.finetune.loop import load_model
+
+    snapshot_id, train_docs, eval_docs = split_snapshot(
+        settings, params.snapshot_id, params.eval_fraction
+    )
+    base_path = resolve_base_model(
+        params.base_model, settings.models_dir, snapshot_id, train_docs["text"], ScratchSpec()
+    )
+    max_len = AutoConfig.from_pretrained(base_path).max_position_embeddings
+    if params.seq_len > max_len:
+        raise ValueError(f"seq_len {params.seq_len} exceeds the model's maximum of {max_len}")
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+
+    def rows(frame: pd.DataFrame) -> np.ndarray:
+        ids = tokenizer(frame["text"].tolist(), add_special_tokens=False)["input_ids"]
+        return pack(ids, params.seq_len, tokenizer.eos_token_id)
+
+    data = TrainingData(
+        snapshot_id, rows(train_docs), rows(eval_docs), len(train_docs), len(eval_docs)
+    )
+    if len(data.eval) == 0:
+        raise ValueError(
+            f"the held-out documents hold less than one sequence of {params.seq_len} tokens: "
+            "raise eval_fraction, lower seq_len, or ingest more documents"
+        )
+    needed = params.batch_size * params.gradient_accumulation * params.num_workers
+    if len(data.train) < needed:
+        raise ValueError(
+            f"{len(data.train)} training sequences of {params.seq_len} tokens is less than one "
+            f"step of {params.num_workers} worker(s) x batch {params.batch_size} x "
+            f"{params.gradient_accumulation} micro-batches: lower "
+            "batch_size or seq_len, or ingest more documents"
+        )
+    model = load_model(str(base_path), params.method, params.lora.model_dump())
+    shape = model_shape(model)
+    budget = (params.memory_budget_gib or _available_gib() / params.num_workers) * GIB
+    precision = "bf16" if params.use_gpu else "fp32"
+    memory = check_fits(shape, precision, params.batch_size, params.seq_len, int(budget))
+    return Plan(base_path, data, model, shape, memory)
+
+
+def _available_gib() -> float:
+    import psutil
+
+    return psutil.virtual_memory().available / GIB
+
+
+def git_commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    return done.stdout.strip() if done.returncode == 0 else "unknown"

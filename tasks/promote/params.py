@@ -1,0 +1,186 @@
+"""What registration and promotion take and hand on: parameters, the candidate, its scores,
+the decision, a reviewer's answer, and the report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect.input import RunInput
+from pydantic import BaseModel, Field, model_validator
+
+from tasks.clients.registry import MODEL_NAME, AliasChange
+from tasks.compress.params import UNCOMPRESSED, CompressReport
+
+DEFAULT_MODEL = "llmops-assistant"
+SCORE_COLUMNS = ("candidate_bpb", "base_bpb", "champion_bpb")
+LINEAGE_KEYS = (
+    "data_snapshot", "feature_view", "base_model", "base_model_path", "base_model_sha256",
+    "training_run", "training_method", "compression_method",
+)  # fmt: skip
+
+
+class PromoteParams(BaseModel):
+    """Which compressed model to register, and how strict its promotion is."""
+
+    compress_report: CompressReport | None = Field(
+        None, description="The compression stage's report (the nightly pipeline passes it)."
+    )
+    compress_run_id: str | None = Field(
+        None, description="Or a compression run's MLflow id; neither = the latest compression."
+    )
+    model_name: str = Field(
+        DEFAULT_MODEL, pattern=MODEL_NAME.pattern, description="Registered model to promote in."
+    )
+    min_improvement: float = Field(
+        0.0, ge=0, lt=1, description="Relative bits/byte gain needed over base and champion."
+    )
+    canary: bool = Field(
+        False,
+        description="A passing model stays challenger for a canary rollout to decide on live "
+        "traffic (when there is a champion); the nightly sets it when its canary stage runs.",
+    )
+    require_approval: bool = Field(False, description="Pause for a person to approve or reject.")
+    approval_timeout_s: int = Field(3600, ge=1, description="Wait this long for a decision.")
+    approval_poll_s: int = Field(5, ge=1, description="How often the paused run checks.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PromoteParams:
+        if self.compress_report is not None and self.compress_run_id is not None:
+            raise ValueError("give compress_report or compress_run_id, not both")
+        return self
+
+
+class RollbackParams(BaseModel):
+    """Put the previous champion back in service."""
+
+    model_name: str = Field(
+        DEFAULT_MODEL, pattern=MODEL_NAME.pattern, description="Registered model to roll back."
+    )
+    reason: str = Field("manual rollback", min_length=1, description="Recorded in the history.")
+    requested_by: str = Field("", description="Who asks (recorded); empty = this flow run.")
+
+
+class Candidate(BaseModel):
+    """What promotion needs from a compression run."""
+
+    compress_run_id: str
+    training_run_id: str
+    snapshot_id: str
+    chosen: str
+    gate_passed: bool
+    folder: str | None = None
+    lineage: dict[str, str]
+
+    @classmethod
+    def from_report(cls, report: CompressReport) -> Candidate:
+        return cls(
+            compress_run_id=report.run_id,
+            training_run_id=report.lineage.get("training_run", report.source_run_id),
+            snapshot_id=report.lineage.get("data_snapshot", report.snapshot_id),
+            chosen=report.chosen,
+            gate_passed=report.gate_passed,
+            folder=report.chosen_row.folder,
+            lineage={"compression_method": report.chosen_row.method, **report.lineage},
+        )
+
+    @classmethod
+    def from_run_tags(cls, run_id: str, tags: dict[str, str]) -> Candidate:
+        """From the tags the compression stage sets on its MLflow run: lineage and `chosen`."""
+        missing = [k for k in ("chosen", "training_run", "data_snapshot") if k not in tags]
+        if missing:
+            raise ValueError(f"MLflow run {run_id} is not a compression run: no tags {missing}")
+        return cls(
+            compress_run_id=run_id,
+            training_run_id=tags["training_run"],
+            snapshot_id=tags["data_snapshot"],
+            chosen=tags["chosen"],
+            gate_passed=tags["chosen"] != UNCOMPRESSED,
+            lineage={k: tags[k] for k in LINEAGE_KEYS if k in tags},
+        )
+
+
+class Registered(BaseModel):
+    model_name: str
+    version: str
+    parent_version: str
+    manifest_digest: str
+    reused: bool = Field(description="Registered by an earlier run with the same files.")
+
+
+class Evaluation(BaseModel):
+    """Bits per byte of candidate, base and champion on the candidate's held-out documents."""
+
+    snapshot_id: str
+    texts: int
+    utf8_bytes: int
+    seq_len: int
+    version: str
+    candidate_bpb: float
+    base_model_path: str
+    base_bpb: float
+    champion_version: str | None = None
+    champion_bpb: float | None = None
+
+    def metrics(self) -> dict[str, float]:
+        scores = {"candidate_bpb": self.candidate_bpb, "base_bpb": self.base_bpb}
+        champion = self.champion_bpb
+        return scores | ({"champion_bpb": champion} if champion is not None else {})
+
+    def markdown(self) -> str:
+        rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in self.metrics().items())
+        return (
+            f"Bits per byte on {self.texts} held-out documents ({self.utf8_bytes} bytes) of "
+            f"snapshot `{self.snapshot_id}`, lower is better:\n\n"
+            f"| model | bits/byte |\n|---|---:|\n{rows}\n"
+        )
+
+
+class PromotionDecision(BaseModel):
+    promote: bool
+    reasons: list[str]
+
+
+class ApprovalInput(RunInput):
+    """The form a paused promotion shows in the Prefect UI."""
+
+    approve: bool = Field(description="Promote this version to champion?")
+    reviewer: str = Field(description="Your name, recorded with the decision.")
+    reason: str = Field(description="Why, recorded with the decision.")
+
+
+class Approval(BaseModel):
+    approve: bool
+    reviewer: str
+    reason: str
+    at: datetime
+
+
+class PromoteReport(BaseModel):
+    model_name: str
+    version: str
+    parent_version: str
+    promoted: bool
+    canary_pending: bool = Field(False, description="Passed; a canary rollout decides next.")
+    champion: str | None
+    challenger: str | None
+    evaluation: Evaluation
+    reasons: list[str]
+    approval: Approval | None = None
+    changes: list[AliasChange] = Field(default_factory=list, description="Alias changes made.")
+
+
+def history_rows(changes: list[AliasChange]) -> list[dict[str, object]]:
+    """The alias history as table rows for the Prefect UI."""
+    return [
+        {
+            "time (UTC)": c.at.strftime("%Y-%m-%d %H:%M:%S"),
+            "alias": c.alias,
+            "version": c.version,
+            "previous": c.previous,
+            "action": c.action,
+            "by": c.actor,
+            "reason": c.reason,
+            **{k: round(c.metrics[k], 4) if k in c.metrics else "" for k in SCORE_COLUMNS},
+        }
+        for c in changes
+    ]
