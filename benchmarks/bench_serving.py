@@ -49,8 +49,8 @@ def register_default_model(settings: Any) -> tuple[str, Path]:
 
     from tasks.clients.registry import DIGEST_TAG, model_registry
     from tasks.clients.tracking import start_run
+    from tasks.core.promotion import CHAMPION
     from tasks.finetune.base_model import ScratchSpec, build_scratch_model
-    from tasks.promote.registration import CHAMPION
 
     texts = list(_common.PYDOC_TOPICS.values())
     folder = build_scratch_model(settings.models_dir / "base" / "bench", texts, ScratchSpec())

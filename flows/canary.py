@@ -1,7 +1,7 @@
 from prefect import flow
 
 from tasks.canary.params import CanaryOutcome, CanaryParams, StepResult
-from tasks.canary.rollout import (
+from tasks.canary.tasks import (
     canary_step_task,
     canary_versions_task,
     conclude_task,

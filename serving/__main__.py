@@ -9,8 +9,8 @@ import os
 import threading
 import time
 
+from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.promote.params import DEFAULT_MODEL
-from tasks.promote.registration import CHALLENGER, CHAMPION
 
 
 def weights_from_aliases(aliases: dict[str, str]) -> dict[str, float]:

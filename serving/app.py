@@ -180,7 +180,7 @@ class Router:
         self.settings, self.model_name, self.servers = settings, model_name, servers
         self.weights: dict[str, float] = dict.fromkeys(servers, 1.0)  # until reconfigure
         self.metrics = ServingMetrics()
-        self.log = RequestLog(settings.home / "requests")
+        self.log = RequestLog(settings.requests_dir)
         self.log_flush_s = log_flush_s
         key = settings.serving_api_key
         self.api_key = key.get_secret_value() if key else None
@@ -274,12 +274,7 @@ def deploy(
     **options: Any,
 ) -> DeploymentHandle:
     """Start the application, or replace it (new versions: a rolling update of every replica;
-    to change only the split, use `set_weights`)."""
+    to change only the split, use `tasks.clients.serve.ServeControl.set_weights`)."""
     return serve.run(build_app(settings, model_name, weights, **options), name=name,
                      route_prefix=route_prefix)  # fmt: skip
 
-
-def set_weights(weights: Mapping[str, float], name: str = "llmops") -> dict[str, float]:
-    """Change the running application's split in place (from a process connected to its Ray).
-    The router runs one replica, which this call reaches."""
-    return serve.get_app_handle(name).set_weights.remote(dict(weights)).result()

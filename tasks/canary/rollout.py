@@ -16,20 +16,16 @@ from datetime import UTC, datetime
 import httpx
 import numpy as np
 import pandas as pd
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
 
-from tasks.canary.params import CanaryOutcome, CanaryParams, StepResult, report_markdown
-from tasks.clients.registry import model_registry
+from tasks.canary.params import CanaryOutcome, CanaryParams, StepResult
+from tasks.clients import Clients
 from tasks.clients.request_log import read_acknowledged
-from tasks.clients.secrets import with_serving_key
 from tasks.core.canary import CanaryThresholds, VersionStats, canary_weights, decide_step
-from tasks.promote.registration import CHALLENGER, CHAMPION, current_actor
-from tasks.shared.settings import Settings, get_settings
+from tasks.core.promotion import CHALLENGER, CHAMPION
 
 
-def canary_versions(settings: Settings, name: str) -> dict[str, str]:
-    aliases = model_registry(settings).aliases(name)
+def canary_versions(clients: Clients, name: str) -> dict[str, str]:
+    aliases = clients.registry.aliases(name)
     if not aliases.get(CHAMPION):
         raise ValueError(f"{name} has no champion: promote a version first (promote_model)")
     if not aliases.get(CHALLENGER) or aliases[CHALLENGER] == aliases[CHAMPION]:
@@ -37,96 +33,66 @@ def canary_versions(settings: Settings, name: str) -> dict[str, str]:
     return {"champion": aliases[CHAMPION], "challenger": aliases[CHALLENGER]}
 
 
-def _client(settings: Settings, url: str) -> httpx.Client:
-    key = settings.serving_api_key
-    headers = {"authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=60)
-
-
-def served_versions(settings: Settings, url: str) -> list[str]:
-    """The versions the router at `url` serves ([] when nothing answers)."""
-    try:
-        with _client(settings, url) as client:
-            models = client.get("/v1/models").raise_for_status().json()["data"][0]
-    except (httpx.HTTPError, KeyError, IndexError):
-        return []
-    return [v["version"] for v in models["versions"]]
-
-
-def ensure_serving(settings: Settings, params: CanaryParams, versions: dict[str, str]) -> bool:
+def ensure_serving(clients: Clients, params: CanaryParams, versions: dict[str, str]) -> bool:
     """Deploy {challenger: 0, champion: 100} unless the app already serves both; True if
     deployed. A redeploy is a rolling update: the champion keeps answering."""
-    served = served_versions(settings, params.router_url)
+    serve = clients.serve
+    served = serve.served_versions(params.router_url)
     if {versions["champion"], versions["challenger"]} <= set(served):
         return False
-    from ray import serve
-
-    from serving.app import deploy
-    from tasks.clients.ray_cluster import ensure_ray
-
-    ensure_ray(settings)
-    if served and not _app_on_this_ray(params.app_name):  # the port is another Ray's
+    clients.ray()
+    if served and not serve.runs_here(params.app_name):  # the port is another Ray's
         raise RuntimeError(
             f"a serving app answers at {params.router_url} but runs on another Ray than this "
             "run's: set LLMOPS_RAY_ADDRESS to that cluster (`auto` for the one `make serve` "
             "started on this machine), or give router_url a free port"
         )
-    url = httpx.URL(params.router_url)
-    serve.start(http_options={"host": url.host, "port": url.port or 80})
+    serve.start(params.router_url)
     weights = {versions["challenger"]: 0.0, versions["champion"]: 100.0}
-    deploy(settings, params.model_name, weights, name=params.app_name, **params.deploy_options())
+    serve.deploy(params.model_name, weights, params.app_name, **params.deploy_options())
     return True
 
 
-def _app_on_this_ray(name: str) -> bool:
-    from ray import serve
-
-    try:
-        return name in serve.status().applications
-    except Exception:  # no Serve controller on this Ray
-        return False
-
-
-def held_out_for(settings: Settings, name: str, version: str) -> tuple[list[str], int]:
+def held_out_for(clients: Clients, name: str, version: str) -> tuple[list[str], int]:
     """The held-out texts of the version's training run, and its sequence length."""
     from tasks.shared.models import held_out_texts
 
-    registry = model_registry(settings)
+    registry = clients.registry
     tags = registry.version_tags(name, version)
     if not {"training_run", "data_snapshot"} <= set(tags):
         raise ValueError(f"{name} v{version} lacks the training_run/data_snapshot tags: "
                          "no held-out texts to measure quality and replay on")  # fmt: skip
     run = registry.client.get_run(tags["training_run"]).data.params
-    texts = held_out_texts(settings, tags["data_snapshot"], float(run["eval_fraction"]))
+    texts = held_out_texts(clients.settings, tags["data_snapshot"], float(run["eval_fraction"]))
     return texts, int(run["seq_len"])
 
 
-def quality_scores(settings: Settings, name: str, versions: dict[str, str]) -> dict[str, float]:
+def quality_scores(clients: Clients, name: str, versions: dict[str, str]) -> dict[str, float]:
     """Bits per byte (lower is better) of both versions on the challenger's held-out texts:
     the same texts for both, the verified files loaded here, once before the steps."""
     from tasks.shared.models import bits_per_byte, load_model_folder
 
-    texts, seq_len = held_out_for(settings, name, versions["challenger"])
-    registry, scores = model_registry(settings), {}
+    texts, seq_len = held_out_for(clients, name, versions["challenger"])
+    scores = {}
     for role, version in versions.items():
-        model, tokenizer = load_model_folder(registry.download_verified(name, version),
-                                             settings.allow_pickle)  # fmt: skip
+        folder = clients.registry.download_verified(name, version)
+        model, tokenizer = load_model_folder(folder, clients.settings.allow_pickle)
         scores[role] = bits_per_byte(model, tokenizer, texts, seq_len)
     return scores
 
 
-def replay_prompts(settings: Settings, name: str, version: str, count: int = 64) -> list[str]:
-    texts, _ = held_out_for(settings, name, version)
+def replay_prompts(clients: Clients, name: str, version: str, count: int = 64) -> list[str]:
+    texts, _ = held_out_for(clients, name, version)
     lines = [line.strip() for text in texts for line in text.splitlines() if line.strip()]
     return [line[:120] for line in lines[:count]] or ["The with statement"]
 
 
 def replay(
-    settings: Settings, params: CanaryParams, versions: dict[str, str], prompts: list[str], n: int
+    clients: Clients, params: CanaryParams, versions: dict[str, str], prompts: list[str], n: int
 ) -> int:
     """Send the same n prompts to each version, pinned; the requests sent."""
     sent = 0
-    with _client(settings, params.router_url) as client:
+    with clients.serve.http(params.router_url) as client:
         for i in range(n):
             for version in versions.values():
                 body = {"model": params.model_name, "prompt": prompts[i % len(prompts)],
@@ -152,25 +118,26 @@ def step_stats(
 
 
 def run_step(
-    settings: Settings, params: CanaryParams, versions: dict[str, str], percent: float,
+    clients: Clients, params: CanaryParams, versions: dict[str, str], percent: float,
     last: bool, quality: dict[str, float] | None, prompts: list[str],
 ) -> StepResult:  # fmt: skip
     """Set the split, gather stats since, replay if short, until a verdict or max_wait_s."""
-    from serving.app import set_weights
-
     roles = canary_weights(percent)
-    set_weights({versions[r]: roles[r] for r in ("challenger", "champion")}, params.app_name)
+    split = {versions[r]: roles[r] for r in ("challenger", "champion")}
+    clients.serve.set_weights(split, params.app_name)
     started, since, replayed = time.monotonic(), datetime.now(UTC), 0
     t = CanaryThresholds(**params.thresholds.model_dump())
     while True:
-        stats = step_stats(read_acknowledged(settings.home / "requests", since), versions, quality)
+        stats = step_stats(
+            read_acknowledged(clients.settings.requests_dir, since), versions, quality
+        )
         verdict = decide_step(stats["champion"], stats["challenger"], t, last)
         waited = time.monotonic() - started
         if verdict.action != "wait" or waited > params.max_wait_s:
             break
         if params.replay:
             short = max(t.min_requests - s.requests for s in stats.values())
-            replayed += replay(settings, params, versions, prompts, short)
+            replayed += replay(clients, params, versions, prompts, short)
         else:
             time.sleep(min(2.0, params.max_wait_s))
     figures = {role: {"requests": s.requests, "errors": s.errors, "p95_ms": s.p95_ms,
@@ -180,30 +147,28 @@ def run_step(
 
 
 def conclude(
-    settings: Settings, params: CanaryParams, versions: dict[str, str], steps: list[StepResult],
+    clients: Clients, params: CanaryParams, versions: dict[str, str], steps: list[StepResult],
     actor: str,
 ) -> CanaryOutcome:  # fmt: skip
     """Promote (challenger 100 %, aliases moved, app redeployed with the new champion only),
     roll back (challenger 0 %, alias cleared), or, when a step never got enough requests,
     leave the aliases as they are with the champion taking all traffic again."""
-    from serving.app import deploy, set_weights
-
-    registry, name = model_registry(settings), params.model_name
+    registry, serve, name = clients.registry, clients.serve, params.model_name
     last = steps[-1]
     why = "; ".join(last.reasons)
     figures = {f"{r}_{k}": float(v) for r, s in last.stats.items() for k, v in s.items()
                if v is not None}  # fmt: skip
     new, old = versions["challenger"], versions["champion"]
     if last.action == "promote":
-        set_weights({new: 100.0, old: 0.0}, params.app_name)
+        serve.set_weights({new: 100.0, old: 0.0}, params.app_name)
         registry.set_alias(name, CHAMPION, new, action="promote", actor=actor, metrics=figures,
                            reason=f"canary passed at {last.percent:g}%: {why}")  # fmt: skip
         registry.set_alias(name, CHALLENGER, None, action="clear", actor=actor,
                            reason=f"v{new} promoted to champion by the canary")  # fmt: skip
-        deploy(settings, name, {new: 100.0}, name=params.app_name, **params.deploy_options())
+        serve.deploy(name, {new: 100.0}, params.app_name, **params.deploy_options())
         verdict = "promoted"
     else:
-        set_weights({new: 0.0, old: 100.0}, params.app_name)
+        serve.set_weights({new: 0.0, old: 100.0}, params.app_name)
         if last.action == "rollback":
             registry.set_alias(name, CHALLENGER, None, action="rollback", actor=actor,
                                metrics=figures,
@@ -213,51 +178,5 @@ def conclude(
     return CanaryOutcome(
         model_name=name, champion=old, challenger=new, verdict=verdict, steps=steps,
         champion_now=aliases.get(CHAMPION), challenger_now=aliases.get(CHALLENGER),
-        served_now=served_versions(settings, params.router_url),
+        served_now=serve.served_versions(params.router_url),
     )  # fmt: skip
-
-
-def _router_settings() -> Settings:
-    """Settings with the serving API key, read once per task (from a Prefect secret maybe)."""
-    return with_serving_key(get_settings())
-
-
-@task
-def canary_versions_task(name: str) -> dict[str, str]:
-    return canary_versions(get_settings(), name)
-
-
-@task
-def ensure_serving_task(params: CanaryParams, versions: dict[str, str]) -> bool:
-    return ensure_serving(_router_settings(), params, versions)
-
-
-@task
-def quality_task(name: str, versions: dict[str, str]) -> dict[str, float]:
-    return quality_scores(get_settings(), name, versions)
-
-
-@task
-def replay_prompts_task(name: str, version: str) -> list[str]:
-    return replay_prompts(get_settings(), name, version)
-
-
-@task(task_run_name="canary step {percent}%")
-def canary_step_task(
-    params: CanaryParams, versions: dict[str, str], percent: float, last: bool,
-    quality: dict[str, float] | None, prompts: list[str],
-) -> StepResult:  # fmt: skip
-    return run_step(_router_settings(), params, versions, percent, last, quality, prompts)
-
-
-@task
-def conclude_task(
-    params: CanaryParams, versions: dict[str, str], steps: list[StepResult]
-) -> CanaryOutcome:
-    return conclude(_router_settings(), params, versions, steps, current_actor())
-
-
-@task
-def publish_canary_report(outcome: CanaryOutcome) -> None:
-    create_markdown_artifact(report_markdown(outcome), key="canary-report",
-                             description=f"{outcome.model_name}: {outcome.verdict}")  # fmt: skip

@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# The registry aliases that name releases: the serving app follows them.
+CHALLENGER, CHAMPION = "challenger", "champion"
 PROMOTE = "promote"
 ROLLBACK = "rollback"
 

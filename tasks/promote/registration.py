@@ -12,12 +12,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
-from prefect.runtime import flow_run
 
 from tasks.clients.registry import DIGEST_TAG, NONE, AliasChange, model_registry
 from tasks.clients.tracking import latest_run_with, run_base_model
 from tasks.compress.params import EXPERIMENT as COMPRESS_EXPERIMENT
 from tasks.core import promotion
+from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.promote.params import (
     Approval,
     ApprovalInput,
@@ -31,9 +31,8 @@ from tasks.promote.params import (
 )
 from tasks.shared.manifest import manifest_digest
 from tasks.shared.models import bits_per_byte, held_out_texts, load_model_folder
+from tasks.shared.runs import current_actor
 from tasks.shared.settings import Settings, get_settings
-
-CHALLENGER, CHAMPION = "challenger", "champion"
 
 
 def candidate_from_run(run_id: str | None, settings: Settings) -> Candidate:
@@ -262,12 +261,6 @@ def rollback_champion(name: str, reason: str, actor: str, settings: Settings) ->
 def alias_history(name: str, settings: Settings | None = None) -> list[AliasChange]:
     """Every alias change of the model, oldest first: what served when, and why."""
     return model_registry(settings or get_settings()).history(name)
-
-
-def current_actor() -> str:
-    """Who acts when no person does: the flow run, by name (its id is in Prefect)."""
-    run = flow_run.get_name()
-    return f"{flow_run.get_flow_name()} flow run {run}" if run else "plain call"
 
 
 @task

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.core.cost import PRICE_SOURCE, Prices
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):
@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     def milvus_lite_path(self) -> Path:
         """The embedded vector store's folder (used when `milvus_uri` is unset)."""
         return self.feast_dir / "online_store.db"
+
+    @property
+    def requests_dir(self) -> Path:
+        """The serving request log (the router writes it; the canary and the monitor read)."""
+        return self.home / "requests"
 
     @property
     def corpus_dir(self) -> Path:

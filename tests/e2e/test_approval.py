@@ -27,8 +27,9 @@ from prefect.input.actions import read_flow_run_input
 from flows.promote import promote_model
 from flows.rollback import rollback_model
 from tasks.clients.registry import model_registry
+from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.promote.params import PromoteParams, PromoteReport, RollbackParams
-from tasks.promote.registration import CHALLENGER, CHAMPION, alias_history
+from tasks.promote.registration import alias_history
 from tasks.shared.settings import get_settings
 
 from worlds import compressed, tiny_world

@@ -18,8 +18,9 @@ from pydantic import SecretStr
 from flows.canary import canary_rollout
 from tasks.canary.params import CanaryParams, ThresholdParams
 from tasks.clients.registry import model_registry
+from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.promote.params import Candidate
-from tasks.promote.registration import CHALLENGER, CHAMPION, register_candidate
+from tasks.promote.registration import register_candidate
 
 from worlds import World, compressed, free_port, tiny_world
 

@@ -17,8 +17,9 @@ import psutil
 import pytest
 
 from tasks.clients.registry import model_registry
+from tasks.core.promotion import CHAMPION
 from tasks.promote.params import Candidate
-from tasks.promote.registration import CHAMPION, register_candidate
+from tasks.promote.registration import register_candidate
 
 from multihost import CONTROL_LABELS, DASHBOARD_PORT, HOSTS, Cluster, last_json
 from worlds import compressed, tiny_world

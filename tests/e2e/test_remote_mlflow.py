@@ -14,15 +14,12 @@ from urllib.parse import urlencode
 import pytest
 
 from tasks.compress.prepare import resolve_source
+from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.finetune.params import FinetuneParams
 from tasks.finetune.trainer import finetune
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams
-from tasks.promote.registration import (
-    CHALLENGER,
-    CHAMPION,
-    alias_history,
-)
+from tasks.promote.registration import alias_history
 from tasks.shared.manifest import MANIFEST, folder_digest
 from tasks.shared.settings import Settings, get_settings
 

@@ -10,10 +10,9 @@ import torch
 from transformers import AutoTokenizer
 
 from tasks.clients.registry import DIGEST_TAG, model_registry
+from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.promote.params import Candidate
 from tasks.promote.registration import (
-    CHALLENGER,
-    CHAMPION,
     alias_history,
     candidate_from_run,
     decide_promotion,

@@ -153,8 +153,8 @@ def test_explicit_weights_build_the_app_without_services_or_ray(
 def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A real MLflow registry (SQLite) where version 2 is champion and 3 challenger."""
     from tasks.clients.registry import model_registry
+    from tasks.core.promotion import CHALLENGER, CHAMPION
     from tasks.promote.params import DEFAULT_MODEL
-    from tasks.promote.registration import CHALLENGER, CHAMPION
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LLMOPS_HOME", str(tmp_path_factory.mktemp("registry") / "state"))

@@ -1,0 +1,74 @@
+"""The canary stage's Prefect tasks: each builds the run's clients (with the serving API key,
+from a Prefect secret when so configured) and calls the plain functions of `rollout`."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from tasks.canary.params import CanaryOutcome, CanaryParams, StepResult, report_markdown
+from tasks.canary.rollout import (
+    canary_versions,
+    conclude,
+    ensure_serving,
+    quality_scores,
+    replay_prompts,
+    run_step,
+)
+from tasks.clients import Clients
+from tasks.clients.secrets import with_serving_key
+from tasks.shared.runs import current_actor
+from tasks.shared.settings import get_settings
+
+
+def _clients() -> Clients:
+    """The run's clients, with the serving API key resolved once per task."""
+    return Clients(with_serving_key(get_settings()))
+
+
+@task(retries=2, retry_delay_seconds=2)
+def canary_versions_task(name: str) -> dict[str, str]:
+    return canary_versions(Clients(), name)
+
+
+@task
+def ensure_serving_task(params: CanaryParams, versions: dict[str, str]) -> bool:
+    return ensure_serving(_clients(), params, versions)
+
+
+@task
+def quality_task(name: str, versions: dict[str, str]) -> dict[str, float]:
+    return quality_scores(Clients(), name, versions)
+
+
+@task
+def replay_prompts_task(name: str, version: str) -> list[str]:
+    return replay_prompts(Clients(), name, version)
+
+
+@task(task_run_name="canary step {percent}%")
+def canary_step_task(
+    params: CanaryParams,
+    versions: dict[str, str],
+    percent: float,
+    last: bool,
+    quality: dict[str, float] | None,
+    prompts: list[str],
+) -> StepResult:
+    return run_step(_clients(), params, versions, percent, last, quality, prompts)
+
+
+@task
+def conclude_task(
+    params: CanaryParams, versions: dict[str, str], steps: list[StepResult]
+) -> CanaryOutcome:
+    return conclude(_clients(), params, versions, steps, current_actor())
+
+
+@task
+def publish_canary_report(outcome: CanaryOutcome) -> None:
+    create_markdown_artifact(
+        report_markdown(outcome),
+        key="canary-report",
+        description=f"{outcome.model_name}: {outcome.verdict}",
+    )
