@@ -7,7 +7,7 @@ import os
 import textwrap
 from pathlib import Path
 
-from tasks.clients.embedder import DEFAULT_MODEL
+from tasks.clients.embedder import EMBEDDING_MODEL
 from tasks.shared.settings import REPO_ROOT
 
 
@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     p = commands.add_parser("search", help="top-k chunks for a question, with score and source")
     p.add_argument("query")
     p.add_argument("-k", "--top-k", type=int, default=5)
-    p.add_argument("--model", default=DEFAULT_MODEL, help="the model the chunks were embedded with")
+    p.add_argument(
+        "--model", default=EMBEDDING_MODEL, help="the model the chunks were embedded with"
+    )
     p.add_argument("--width", type=int, default=300, help="characters of each chunk to show")
     p.set_defaults(run=_search)
     p = commands.add_parser(

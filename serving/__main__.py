@@ -9,8 +9,7 @@ import os
 import threading
 import time
 
-from tasks.core.promotion import CHALLENGER, CHAMPION
-from tasks.promote.params import DEFAULT_MODEL
+from tasks.core.promotion import CHALLENGER, CHAMPION, REGISTERED_MODEL
 
 
 def weights_from_aliases(aliases: dict[str, str]) -> dict[str, float]:
@@ -41,7 +40,7 @@ def parse_labels(text: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="registered model name")
+    parser.add_argument("--model", default=REGISTERED_MODEL, help="registered model name")
     parser.add_argument("--weights", type=parse_weights, help="version=weight,... (routing order)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)

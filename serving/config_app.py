@@ -19,7 +19,7 @@ from ray.serve import Application
 
 from serving.app import build_app
 from tasks.clients.registry import MODEL_NAME, model_registry
-from tasks.promote.params import DEFAULT_MODEL
+from tasks.core.promotion import REGISTERED_MODEL
 from tasks.shared.settings import Settings, get_settings
 
 
@@ -41,7 +41,7 @@ class ServingArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_name: str = Field(DEFAULT_MODEL, pattern=MODEL_NAME.pattern)
+    model_name: str = Field(REGISTERED_MODEL, pattern=MODEL_NAME.pattern)
     # A list, not a mapping: KubeRay passes serveConfigV2 through a Go map, which sorts keys,
     # and the routing order (challenger first) matters.
     weights: Weights = Field(

@@ -7,6 +7,7 @@ import asyncio
 import hmac
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -129,7 +130,8 @@ class Gateway:
 
     def choose(self, pinned: str | None, session: str | None) -> str:
         try:
-            return choose_version(self.router.weights, key=session, pinned=pinned)
+            draw = random.random()  # routing's one source of chance, outside the pure rule
+            return choose_version(self.router.weights, key=session, pinned=pinned, draw=draw)
         except UnknownVersion as exc:
             raise ApiError(404, str(exc), "version_not_found") from None
 

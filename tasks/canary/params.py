@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tasks.clients.registry import MODEL_NAME
-from tasks.promote.params import DEFAULT_MODEL
+from tasks.core.promotion import REGISTERED_MODEL
 
 
 class ThresholdParams(BaseModel):
@@ -24,7 +24,7 @@ class CanaryParams(BaseModel):
     """Roll the challenger out on the running app, step by step, with automatic rollback."""
 
     model_name: str = Field(
-        DEFAULT_MODEL, pattern=MODEL_NAME.pattern, description="Registered model rolled out."
+        REGISTERED_MODEL, pattern=MODEL_NAME.pattern, description="Registered model rolled out."
     )
     steps: list[float] = Field([5, 25, 50, 100], description="Challenger %, ending at 100.")
     thresholds: ThresholdParams = Field(

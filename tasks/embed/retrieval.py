@@ -5,7 +5,7 @@ from __future__ import annotations
 from feast.errors import FeatureViewNotFoundException
 from pydantic import BaseModel
 
-from tasks.clients.embedder import DEFAULT_MODEL, load_embedder
+from tasks.clients.embedder import EMBEDDING_MODEL, load_embedder
 from tasks.clients.feature_store import ChunkIndex
 from tasks.shared.settings import Settings, get_settings
 
@@ -25,7 +25,7 @@ class Hit(BaseModel):
 def search(
     query: str,
     top_k: int = 5,
-    model: str = DEFAULT_MODEL,
+    model: str = EMBEDDING_MODEL,
     settings: Settings | None = None,
     index: ChunkIndex | None = None,
 ) -> list[Hit]:

@@ -23,7 +23,9 @@ from tasks.shared import lake
 from tasks.shared.settings import Settings, get_settings
 
 
-def _validate(batch: Batch, validator: DocumentValidator, run_id: str) -> pd.DataFrame:
+def _validate(
+    batch: Batch, validator: DocumentValidator, run_id: str, at: datetime
+) -> pd.DataFrame:
     """Move rows that break an expectation into `batch.quarantined`; return the rest."""
     frame = pd.DataFrame(batch.rows)
     if frame.empty:
@@ -31,7 +33,7 @@ def _validate(batch: Batch, validator: DocumentValidator, run_id: str) -> pd.Dat
     failed = validator.failures(frame)
     for i, reasons in failed.items():
         row = frame.iloc[i]
-        batch.quarantined.append(quarantine_row(run_id, row["source"], reasons, row["text"]))
+        batch.quarantined.append(quarantine_row(run_id, row["source"], reasons, row["text"], at))
     return frame.drop(index=list(failed)).reset_index(drop=True)
 
 
@@ -48,8 +50,9 @@ def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> Inges
     reasons: Counter[str] = Counter()
     records = iter_records(root, max_file_bytes=params.max_file_bytes, text_field=params.text_field)
     for chunk in batched(tqdm(records, desc="ingest", unit="doc"), params.batch_size):
-        batch = prepare_batch(chunk, seen, run_id)
-        good = _validate(batch, validator, run_id)
+        at = datetime.now(UTC)
+        batch = prepare_batch(chunk, seen, run_id, at)
+        good = _validate(batch, validator, run_id, at)
         read += len(chunk)
         accepted += len(good)
         quarantined += len(batch.quarantined)

@@ -8,11 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tasks.clients.embedder import DEFAULT_MODEL as EMBEDDING_MODEL
+from tasks.clients.embedder import EMBEDDING_MODEL
 from tasks.clients.registry import MODEL_NAME
 from tasks.core.drift import Kind
+from tasks.core.promotion import REGISTERED_MODEL
 from tasks.monitor.log_checks import LogCheck
-from tasks.promote.params import DEFAULT_MODEL
 
 DRIFT_EVENT = "llmops.drift.detected"
 
@@ -108,7 +108,7 @@ class MonitorParams(BaseModel):
     """Compare the current window of the request log with a reference; report what drifted."""
 
     model_name: str = Field(
-        DEFAULT_MODEL,
+        REGISTERED_MODEL,
         pattern=MODEL_NAME.pattern,
         description="The model whose traffic this is (names the event).",
     )

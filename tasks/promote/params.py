@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from tasks.clients.registry import MODEL_NAME, AliasChange
 from tasks.compress.params import UNCOMPRESSED, CompressReport
+from tasks.core.promotion import REGISTERED_MODEL
 
-DEFAULT_MODEL = "llmops-assistant"
 SCORE_COLUMNS = ("candidate_bpb", "base_bpb", "champion_bpb")
 LINEAGE_KEYS = (
     "data_snapshot", "feature_view", "base_model", "base_model_path", "base_model_sha256",
@@ -29,7 +29,7 @@ class PromoteParams(BaseModel):
         None, description="Or a compression run's MLflow id; neither = the latest compression."
     )
     model_name: str = Field(
-        DEFAULT_MODEL, pattern=MODEL_NAME.pattern, description="Registered model to promote in."
+        REGISTERED_MODEL, pattern=MODEL_NAME.pattern, description="Registered model to promote in."
     )
     min_improvement: float = Field(
         0.0, ge=0, lt=1, description="Relative bits/byte gain needed over base and champion."
@@ -54,7 +54,7 @@ class RollbackParams(BaseModel):
     """Put the previous champion back in service."""
 
     model_name: str = Field(
-        DEFAULT_MODEL, pattern=MODEL_NAME.pattern, description="Registered model to roll back."
+        REGISTERED_MODEL, pattern=MODEL_NAME.pattern, description="Registered model to roll back."
     )
     reason: str = Field("manual rollback", min_length=1, description="Recorded in the history.")
     requested_by: str = Field("", description="Who asks (recorded); empty = this flow run.")

@@ -1,5 +1,9 @@
+from datetime import UTC, datetime
+
 from tasks.core.documents import prepare_batch, quarantine_row, reason_kind
 from tasks.ingest.sources import RawRecord
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_prepare_batch_normalises_ids_and_marks_later_copies() -> None:
@@ -13,6 +17,7 @@ def test_prepare_batch_normalises_ids_and_marks_later_copies() -> None:
         ],
         seen,
         run_id="r1",
+        at=AT,
     )
     a, b, d = batch.rows
     assert a["doc_id"] == b["doc_id"] and a["duplicate_of"] is None
@@ -22,16 +27,17 @@ def test_prepare_batch_normalises_ids_and_marks_later_copies() -> None:
     [q] = batch.quarantined
     assert q["source"] == "c.bin" and q["reasons"] == ["binary file: NUL bytes in the first 8 KiB"]
     # A later batch of the same run still sees the first copy.
-    later = prepare_batch([RawRecord("e.md", "e", "Hello world, this is text.")], seen, "r1")
+    later = prepare_batch([RawRecord("e.md", "e", "Hello world, this is text.")], seen, "r1", AT)
     assert later.rows[0]["duplicate_of"] == "a.txt"
 
 
 def test_quarantine_ids_are_stable_across_runs() -> None:
-    first = quarantine_row("run-1", "x.txt", ["empty"], "")
-    second = quarantine_row("run-2", "x.txt", ["empty"], "")
+    first = quarantine_row("run-1", "x.txt", ["empty"], "", AT)
+    second = quarantine_row("run-2", "x.txt", ["empty"], "", AT)
     assert first["quarantine_id"] == second["quarantine_id"]
     assert (
-        first["quarantine_id"] != quarantine_row("run-1", "y.txt", ["empty"], "")["quarantine_id"]
+        first["quarantine_id"]
+        != quarantine_row("run-1", "y.txt", ["empty"], "", AT)["quarantine_id"]
     )
 
 

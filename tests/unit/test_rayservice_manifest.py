@@ -153,19 +153,18 @@ def test_explicit_weights_build_the_app_without_services_or_ray(
 def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A real MLflow registry (SQLite) where version 2 is champion and 3 challenger."""
     from tasks.clients.registry import model_registry
-    from tasks.core.promotion import CHALLENGER, CHAMPION
-    from tasks.promote.params import DEFAULT_MODEL
+    from tasks.core.promotion import CHALLENGER, CHAMPION, REGISTERED_MODEL
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LLMOPS_HOME", str(tmp_path_factory.mktemp("registry") / "state"))
         patch.delenv("LLMOPS_MLFLOW_TRACKING_URI", raising=False)
         settings = get_settings()
         registry = model_registry(settings)
-        registry.client.create_registered_model(DEFAULT_MODEL)
+        registry.client.create_registered_model(REGISTERED_MODEL)
         for _ in range(3):
-            registry.client.create_model_version(DEFAULT_MODEL, (settings.home / "m").as_uri())
+            registry.client.create_model_version(REGISTERED_MODEL, (settings.home / "m").as_uri())
         for alias, version, action in ((CHAMPION, "2", "promote"), (CHALLENGER, "3", "register")):
-            registry.set_alias(DEFAULT_MODEL, alias, version, action=action, reason="test",
+            registry.set_alias(REGISTERED_MODEL, alias, version, action=action, reason="test",
                                actor="test")  # fmt: skip
         yield settings
 
