@@ -15,9 +15,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 4200
 
-.PHONY: setup nightly search serve ui test chromium manpages iproute2 lint format bench feast-apply clean
+.PHONY: help setup nightly search serve ui test test-unit test-integration test-e2e chromium manpages \
+	iproute2 lint format bench feast-apply clean
 
-setup: $(STAMP)
+help:  ## this list
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z0-9-]+):.*## (.*)/  \1\t\2/' | expand -t 22
+
+setup: $(STAMP)  ## the virtualenv (torch CPU build, then the locked stack)
 
 # torch first, pinned to the CPU build; a bare `torch` requirement could pull a CUDA build.
 # Every package the platform image locks is installed at the lock's version (-c), so this venv,
@@ -30,16 +34,23 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/pip install --quiet -c $(LOCK) -e '.[dev,image]'
 	touch $(STAMP)
 
-nightly: $(STAMP)  ## ingest the Python docs demo corpus and embed it into Milvus
+nightly: $(STAMP)  ## the nightly pipeline on the embedded defaults (ingest → … → canary)
 	$(BIN)/python -m flows.nightly
 
 search: $(STAMP)  ## make search Q="how do I define a decorator"
 	$(BIN)/llmops search "$(Q)"
 
-test: $(STAMP) chromium manpages iproute2  ## lint, then unit, integration and end-to-end tests
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+test: lint chromium manpages iproute2  ## lint, then every tier: unit, integration, end to end (CI)
 	$(BIN)/pytest -q
+
+test-unit: $(STAMP)  ## pure logic: no model load, no service (under a minute)
+	$(BIN)/pytest -q tests/unit -m unit
+
+test-integration: $(STAMP) manpages  ## real embedded services: Milvus Lite, Feast, MLflow, Ray, GX
+	$(BIN)/pytest -q tests/integration -m integration
+
+test-e2e: $(STAMP) chromium manpages iproute2  ## whole flows under Prefect, the UI, clusters
+	$(BIN)/pytest -q tests/e2e -m e2e
 
 serve: $(STAMP)  ## serve the champion (and challenger) over HTTP on local Ray until Ctrl-C
 	$(BIN)/python -m serving
@@ -68,10 +79,12 @@ iproute2:
 	  echo "installing Debian's iproute2 for the multi-host tests"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; }
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff (lint and format) and the import contracts
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
-format: $(STAMP)
+format: $(STAMP)  ## fix what ruff can, then format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
@@ -81,5 +94,5 @@ bench: $(STAMP)  ## every benchmark; results go to benchmarks/RESULTS.md by hand
 feast-apply: $(STAMP)  ## register the feature definitions (same as `cd feature_repo && feast apply`)
 	cd feature_repo && ../$(BIN)/feast apply
 
-clean:
+clean:  ## remove the local state (.llmops/)
 	rm -rf .llmops

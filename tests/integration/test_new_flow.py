@@ -14,6 +14,8 @@ import yaml
 
 from llmops.scaffold import create
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 RUFF = str(Path(sys.executable).with_name("ruff"))
 NEW = {"score_texts": "stage", "ingest_tickets": "source"}

@@ -20,10 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from transformers import AutoTokenizer
 
-from serving.app import deploy, set_weights
+from serving.app import deploy
 from serving.generation import generate, stream
 from tasks.clients.feature_store import ChunkIndex
 from tasks.clients.request_log import read_requests
+from tasks.clients.serve import ServeControl
 from tasks.embed.index import embed_snapshot
 from tasks.embed.params import EmbedParams
 from tasks.ingest.documents import ingest_folder
@@ -373,7 +374,8 @@ def test_weights_change_in_place_without_restarts_or_failed_requests(service: Se
         worker = threading.Thread(target=traffic)
         worker.start()
         started = time.perf_counter()
-        assert set_weights({"2": 100.0, "1": 0.0}, name=APP) == {"2": 100.0, "1": 0.0}
+        control = ServeControl(service.settings)
+        assert control.set_weights({"2": 100.0, "1": 0.0}, APP) == {"2": 100.0, "1": 0.0}
         took = time.perf_counter() - started
         got = {complete(c, "x", max_tokens=1, user=f"late-{i}")["version"] for i in range(20)}
         assert got == {"2"}

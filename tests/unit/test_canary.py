@@ -11,6 +11,8 @@ from tasks.core.canary import (
 )
 from tasks.core.routing import choose_version
 
+pytestmark = pytest.mark.unit
+
 NAN = math.nan
 T = CanaryThresholds()  # 1 point of errors, x1.5 p95, 2% quality, 20 requests
 

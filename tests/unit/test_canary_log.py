@@ -9,6 +9,8 @@ import pytest
 from tasks.canary.rollout import step_stats
 from tasks.clients.request_log import RequestLog, read_acknowledged
 
+pytestmark = pytest.mark.unit
+
 
 def record(i: int, version: str, status: int = 200, latency: float = 10.0) -> dict:
     return {

@@ -14,6 +14,8 @@ from tasks.core.capacity import (
 )
 from tasks.core.memory import GIB, ModelShape, estimate_memory
 
+pytestmark = pytest.mark.unit
+
 SMALL = ModelShape(parameters=2_000_000, trainable=16_384, layers=4, hidden=128, vocab=8000)
 # Full fine-tuning of 14B: 18 bytes a parameter (bf16 weights + Adam) needs 3.3 H100s' 72 GiB
 FOURTEEN_B = ModelShape(14_000_000_000, 14_000_000_000, layers=40, hidden=5120, vocab=32000)

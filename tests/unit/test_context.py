@@ -11,6 +11,8 @@ from tasks.core.context import (
     fit_context,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def chunk(tokens: int, name: str = "", score: float = 1.0) -> Chunk:
     name = name or f"c{tokens}"

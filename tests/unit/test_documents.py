@@ -1,7 +1,11 @@
 from datetime import UTC, datetime
 
+import pytest
+
 from tasks.core.documents import prepare_batch, quarantine_row, reason_kind
 from tasks.ingest.sources import RawRecord
+
+pytestmark = pytest.mark.unit
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

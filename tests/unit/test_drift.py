@@ -17,6 +17,8 @@ from tasks.core.drift import (
     wasserstein_se,
 )
 
+pytestmark = pytest.mark.unit
+
 NAN = math.nan
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 

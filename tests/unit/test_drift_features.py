@@ -19,6 +19,8 @@ from tasks.core.text_features import (
 )
 from tasks.monitor.demo_traffic import groff_to_text
 
+pytestmark = pytest.mark.unit
+
 T = DriftThresholds()
 
 

@@ -5,6 +5,8 @@ import pytest
 from tasks.embed.params import EmbedParams
 from tasks.embed.ray_encoder import actor_count, split_batches, use_ray
 
+pytestmark = pytest.mark.unit
+
 
 def test_ray_is_used_when_asked_or_when_a_cluster_is_configured() -> None:
     assert use_ray(None, None) is False  # the laptop default stays local

@@ -4,6 +4,8 @@ import pytest
 
 from tasks.core.gate import Gate, Measured, broken_thresholds, choose
 
+pytestmark = pytest.mark.unit
+
 BASE = Measured("uncompressed", size_bytes=1000, latency_ms_p50=10.0, perplexity=100.0)
 
 

@@ -24,6 +24,8 @@ from tasks.shared.settings import REPO_ROOT
 
 from manifests import IMAGE_REPOSITORY, INFRA, load_documents, platform_image, project_version
 
+pytestmark = pytest.mark.unit
+
 IMAGE = INFRA / "image"
 MUST_AGREE = ("ray", "prefect", "mlflow", "torch")  # the wire protocols and pickles between
 REGENERATE = "python infra/image/lock.py > infra/image/requirements.lock"

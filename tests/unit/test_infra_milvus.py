@@ -13,6 +13,8 @@ import yaml
 
 from manifests import INFRA
 
+pytestmark = pytest.mark.unit
+
 DEFAULTS = INFRA / "milvus" / "chart-defaults.yaml"
 MODES = ("standalone", "cluster")
 # Values that hold free-form maps the chart passes through (no fixed keys to check).

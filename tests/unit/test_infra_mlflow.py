@@ -14,6 +14,8 @@ from mlflow.server.security_utils import is_allowed_host_header
 
 from manifests import INFRA, kubernetes_versions, load_documents, platform_image, validate
 
+pytestmark = pytest.mark.unit
+
 MANIFEST = INFRA / "mlflow" / "mlflow.yaml"
 NAMESPACE = "llmops"  # the README's example namespace
 SECRET_LIKE = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|TOKEN")

@@ -28,6 +28,8 @@ from manifests import (
     validate,
 )
 
+pytestmark = pytest.mark.unit
+
 try:
     from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
 except ImportError as err:  # a test never skips: say what is missing

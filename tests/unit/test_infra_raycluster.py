@@ -19,6 +19,8 @@ from manifests import (
     validate_pod_template,
 )
 
+pytestmark = pytest.mark.unit
+
 MANIFEST = INFRA / "ray" / "raycluster.yaml"
 GPU = "nvidia.com/gpu"
 MAX_CLUSTER_NAME = 63 - len("-head-svc")  # KubeRay's head Service name must fit in 63

@@ -1,4 +1,8 @@
+import pytest
+
 from tasks.core.language import detect_language, tokens_by_language
+
+pytestmark = pytest.mark.unit
 
 
 def test_detects_the_languages_of_the_corpus() -> None:

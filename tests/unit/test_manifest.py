@@ -4,6 +4,8 @@ import pytest
 
 from tasks.shared.manifest import MANIFEST, verify_manifest, write_manifest
 
+pytestmark = pytest.mark.unit
+
 
 def test_manifest_round_trip_and_tampering(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"weights")

@@ -2,6 +2,8 @@ import pytest
 
 from tasks.core.memory import GIB, ModelShape, check_fits, estimate_memory, largest_batch_that_fits
 
+pytestmark = pytest.mark.unit
+
 # A 7B model: 32 layers, hidden 4096, vocabulary 32000.
 SEVEN_B = ModelShape(
     parameters=7_000_000_000, trainable=7_000_000_000, layers=32, hidden=4096, vocab=32000

@@ -12,6 +12,8 @@ from tasks.core.promotion import (
     served_stack,
 )
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("scores", "gate", "margin", "promote", "phrases"),

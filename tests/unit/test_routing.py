@@ -5,6 +5,8 @@ import pytest
 
 from tasks.core.routing import UnknownVersion, choose_version, key_point, normalise_weights
 
+pytestmark = pytest.mark.unit
+
 KEYS = [f"session-{i}-{random.Random(i).getrandbits(32):x}" for i in range(20_000)]
 
 

@@ -5,6 +5,8 @@ import yaml
 
 from llmops.scaffold import check_description, check_name, insert_deployment
 
+pytestmark = pytest.mark.unit
+
 PREFECT_YAML = """\
 definitions:
   work_pools:

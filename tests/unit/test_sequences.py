@@ -3,6 +3,8 @@ import pytest
 
 from tasks.core.sequences import is_held_out, pack
 
+pytestmark = pytest.mark.unit
+
 
 def test_pack_concatenates_documents_with_eos_and_drops_the_tail() -> None:
     rows = pack([[1, 2, 3], [4, 5], [6, 7, 8, 9]], seq_len=4, eos_id=0)

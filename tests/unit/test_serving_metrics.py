@@ -6,6 +6,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.metrics import LATENCY_BUCKETS, ServingMetrics
 
+pytestmark = pytest.mark.unit
+
 CHAT = "/v1/chat/completions"
 
 

@@ -9,6 +9,8 @@ from serving.__main__ import parse_labels
 from serving.app import build_app, control_options
 from tasks.shared.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 
 def test_labels_parse_as_key_value_pairs() -> None:
     assert parse_labels("llmops.io/role=control") == {"llmops.io/role": "control"}

@@ -3,6 +3,8 @@ import pytest
 
 from tasks.core.sync import chunk_id, chunker_key, plan_sync
 
+pytestmark = pytest.mark.unit
+
 K = chunker_key("m", 200, 32)
 OTHER = chunker_key("m", 100, 16)
 

@@ -2,6 +2,8 @@ import pytest
 
 from tasks.core.text import content_id, html_to_text, is_valid_unicode, looks_binary, normalize_text
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("raw", "expected"),

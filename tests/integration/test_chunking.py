@@ -4,6 +4,8 @@ import pytest
 
 from tasks.core.chunking import check_chunk_size, chunk_tokens
 
+pytestmark = pytest.mark.integration
+
 ENGLISH = (
     "A function definition defines a user-defined function object. Decorators wrap the "
     "function: the decorator expression is evaluated when the function is defined. "

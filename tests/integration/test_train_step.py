@@ -1,9 +1,12 @@
 import copy
 
+import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from tasks.finetune.loop import train_step
+
+pytestmark = pytest.mark.integration
 
 
 def tiny_llama() -> LlamaForCausalLM:

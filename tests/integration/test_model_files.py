@@ -13,6 +13,8 @@ from tasks.shared.manifest import MANIFEST, manifest_digest, write_manifest
 from tasks.shared.model_files import copy_verified, load_tensors
 from tasks.shared.settings import REPO_ROOT
 
+pytestmark = pytest.mark.integration
+
 SPARSE_SIZE = 5 << 29  # 2.5 GiB of zeros, held by a sparse file that takes no disk
 SPARSE_SHA256 = "9679aa8d70d80446e83955c51d2fe0cbc0af409a5202ee4c977a59a117372cff"
 

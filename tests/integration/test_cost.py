@@ -16,6 +16,8 @@ from tasks.core.cost import (
 from tasks.shared.settings import get_settings
 from tasks.shared.usage import FLOW_PROCESS, ProcessMeter, process_cores, ray_worker_usage
 
+pytestmark = pytest.mark.integration
+
 PRICES = Prices(cpu_hour=0.04, memory_gib_hour=0.005, gpu_hour={"T4": 0.35, "H100": 11.0})
 
 

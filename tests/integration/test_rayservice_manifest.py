@@ -39,6 +39,8 @@ from tasks.shared.settings import REPO_ROOT, Settings, get_settings
 
 from manifests import kubernetes_versions, validate_pod_template
 
+pytestmark = pytest.mark.integration
+
 MANIFEST = REPO_ROOT / "infra" / "serving" / "rayservice.yaml"
 WEIGHTS = [{"version": 4, "weight": 10}, {"version": "3", "weight": 90}]  # challenger first
 MAX_RAYSERVICE_NAME = 53 - 6  # KubeRay: "-serve-svc" fits in 63, plus the cluster's suffix
