@@ -11,7 +11,7 @@ from tasks.canary.tasks import (
     replay_prompts_task,
 )
 from tasks.core.canary import plan_steps
-from tasks.promote.registration import publish_alias_history
+from tasks.promote.tasks import publish_alias_history
 
 
 @flow(name="canary_rollout", log_prints=True)

@@ -1,7 +1,7 @@
 from prefect import flow
 
-from tasks.compress.candidates import compress_task, publish_compress_report
 from tasks.compress.params import CompressParams, CompressReport
+from tasks.compress.tasks import compress_task, publish_compress_report
 
 
 @flow(name="compress_model", log_prints=True)

@@ -1,7 +1,7 @@
 from prefect import flow
 
-from tasks.embed.index import index_snapshot, publish_embed_report
 from tasks.embed.params import EmbedParams, EmbedReport
+from tasks.embed.tasks import index_snapshot, publish_embed_report
 
 
 @flow(name="embed_documents", log_prints=True)

@@ -1,7 +1,7 @@
 from prefect import flow
 
 from tasks.finetune.params import FinetuneParams, FinetuneReport
-from tasks.finetune.trainer import finetune_task, publish_finetune_report
+from tasks.finetune.tasks import finetune_task, publish_finetune_report
 
 
 @flow(name="finetune_model", log_prints=True)

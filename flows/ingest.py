@@ -1,7 +1,7 @@
 from prefect import flow
 
-from tasks.ingest.documents import ingest_source, publish_ingest_report, resolve_source
 from tasks.ingest.params import IngestParams, IngestReport
+from tasks.ingest.tasks import ingest_source, publish_ingest_report, resolve_source
 
 
 @flow(name="ingest_documents", log_prints=True)

@@ -1,13 +1,13 @@
 from prefect import flow
 
-from tasks.monitor.drift import (
+from tasks.monitor.events import emit_drift_event
+from tasks.monitor.params import MonitorParams, MonitorReport
+from tasks.monitor.tasks import (
     check_request_log_task,
     compare_windows_task,
     load_windows_task,
     publish_drift_report,
 )
-from tasks.monitor.events import emit_drift_event
-from tasks.monitor.params import MonitorParams, MonitorReport
 
 
 @flow(name="monitor_drift", log_prints=True)

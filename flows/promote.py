@@ -1,14 +1,14 @@
 from prefect import flow
 
 from tasks.promote.params import PromoteParams, PromoteReport
-from tasks.promote.registration import (
+from tasks.promote.registration import request_approval
+from tasks.promote.tasks import (
     apply_decision_task,
     decide_task,
     evaluate_models_task,
     publish_alias_history,
     publish_promotion_report,
     register_candidate_task,
-    request_approval,
     resolve_candidate,
 )
 

@@ -2,7 +2,7 @@ from prefect import flow
 
 from tasks.clients.registry import AliasChange
 from tasks.promote.params import RollbackParams
-from tasks.promote.registration import publish_alias_history, rollback_task
+from tasks.promote.tasks import publish_alias_history, rollback_task
 
 
 @flow(name="rollback_model", log_prints=True)

@@ -24,8 +24,8 @@ def _new_flow(args: argparse.Namespace) -> None:
     from llmops.scaffold import create
 
     made = create(Path(args.root), args.name, args.kind, args.description)
-    print(f"wrote {made.tasks}, {made.flow}, {made.test}; prefect.yaml: {made.deployment}")
-    print(f"next: fill in {made.tasks}, run `.venv/bin/pytest {made.test}` and `make test`")
+    print(f"wrote {made.package}, {made.flow}, {made.test}; prefect.yaml: {made.deployment}")
+    print(f"next: fill in {made.package}, run `.venv/bin/pytest {made.test}` and `make test`")
 
 
 def _plan_capacity(args: argparse.Namespace) -> None:

@@ -27,7 +27,7 @@ class NewFlow:
     """What `create` wrote, relative to the repository root."""
 
     flow: str
-    tasks: str
+    package: str  # tasks/<flow>/
     test: str
     deployment: str  # "<flow>/on-demand"
 
@@ -58,24 +58,25 @@ def placeholders(name: str, kind: str, description: str) -> dict[str, str]:
         "doc_indented": textwrap.fill(description, 92, subsequent_indent="    "),
         "quoted": json.dumps(description),  # a JSON string is a valid YAML scalar
         "tags": ", ".join(tags),
+        "verb": name.split("_")[0],  # the module that does the work: score_texts -> score.py
     }
 
 
-def target_paths(root: Path, name: str) -> dict[str, Path]:
+def target_paths(root: Path, name: str, kind: str) -> dict[str, Path]:
+    """Each file of the kind's template, by its path under `root`."""
+    values = {"name": name, "verb": name.split("_")[0]}
     return {
-        "tasks": root / "tasks" / f"{name}.py",
-        "flows": root / "flows" / f"{name}.py",
-        "test": root / "tests" / "unit" / f"test_{name}.py",
+        template: root / Template(template).substitute(values) for template in TEMPLATES[kind]
     }
 
 
 def check_free(root: Path, name: str, paths: dict[str, Path]) -> None:
     """Nothing overwritten; test module basenames stay unique across tests/ (pytest needs it
     without __init__.py files); no second deployment for the flow."""
-    taken = [str(p.relative_to(root)) for p in paths.values() if p.exists()]
-    taken += [
-        str(p.relative_to(root)) for p in (root / "tests").rglob(paths["test"].name) if p.is_file()
-    ]
+    test = next(p for p in paths.values() if p.parts[-2:-1] == ("unit",))
+    package = next(p for p in paths.values() if p.name == "__init__.py").parent
+    taken = [str(p.relative_to(root)) for p in [*paths.values(), package] if p.exists()]
+    taken += [str(p.relative_to(root)) for p in (root / "tests").rglob(test.name) if p.is_file()]
     if taken:
         raise FileExistsError(f"already there: {', '.join(sorted(set(taken)))}")
     flows = "".join(p.read_text() for p in (root / "flows").glob("*.py"))
@@ -119,18 +120,19 @@ def create(root: Path, name: str, kind: str = "stage", description: str = "") ->
     check_name(name)
     description = description or f"TODO: what {name.replace('_', ' ')} does, in one sentence."
     check_description(description)
-    paths = target_paths(root, name)
+    paths = target_paths(root, name, kind)
     check_free(root, name, paths)
     values = placeholders(name, kind, description)
     prefect_yaml = root / "prefect.yaml"
     updated = insert_deployment(prefect_yaml.read_text(), Template(DEPLOYMENT).substitute(values))
-    for part, path in paths.items():
-        path.write_text(Template(TEMPLATES[kind][part]).substitute(values))
+    for template, path in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Template(TEMPLATES[kind][template]).substitute(values))
     prefect_yaml.write_text(updated)
     tidy(root, list(paths.values()))
     return NewFlow(
-        flow=str(paths["flows"].relative_to(root)),
-        tasks=str(paths["tasks"].relative_to(root)),
-        test=str(paths["test"].relative_to(root)),
+        flow=f"flows/{name}.py",
+        package=f"tasks/{name}/",
+        test=f"tests/unit/test_{name}.py",
         deployment=f"{name}/on-demand",
     )

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import mlflow
 import torch
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
 
 from tasks.clients.feature_store import CHUNK_VIEW
 from tasks.clients.ray_cluster import ensure_ray
@@ -34,7 +32,7 @@ from tasks.compress.prepare import (
 from tasks.compress.recovery import make_student, train_candidate
 from tasks.core.gate import Gate, Measured, choose
 from tasks.shared.candidates import load_candidate, save_candidate
-from tasks.shared.settings import Settings, get_settings
+from tasks.shared.settings import Settings
 
 TRAINABLE = {"magnitude", "structured", "lowrank"}
 
@@ -170,17 +168,3 @@ def _log_comparison(report: CompressReport, params: CompressParams) -> None:
     )
     mlflow.log_text(comparison_markdown(report), "comparison.md")
     mlflow.log_artifacts(report.chosen_row.folder, artifact_path="model")
-
-
-@task
-def compress_task(params: CompressParams) -> CompressReport:
-    return compress(params, get_settings())
-
-
-@task
-def publish_compress_report(report: CompressReport) -> None:
-    create_markdown_artifact(
-        comparison_markdown(report),
-        key="compress-report",
-        description=f"Compression candidates; chosen: {report.chosen}",
-    )

@@ -16,9 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from prefect import task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
-from prefect.cache_policies import NONE
 
 from tasks.core.drift import DriftThresholds, current_window, decide, reference_window
 from tasks.core.drift_figures import WindowFigures, measurements
@@ -29,7 +26,6 @@ from tasks.monitor.params import (
     CheckRow,
     MonitorParams,
     MonitorReport,
-    summary_markdown,
 )
 from tasks.monitor.windows import (
     TrainingText,
@@ -41,7 +37,7 @@ from tasks.monitor.windows import (
     unseen_rates,
     window_figures,
 )
-from tasks.shared.settings import Settings, get_settings
+from tasks.shared.settings import Settings
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -224,38 +220,3 @@ def monitor_requests(
     embed = embed or default_embed(params.embedding_model)
     directory = report_dir(settings)
     return compare_windows(windows, params, embed, log_checks, directory, clock.seconds)
-
-
-# Windows hold DataFrames: hashing them for a cache key would cost more than the task.
-@task(cache_policy=NONE)
-def load_windows_task(params: MonitorParams) -> Windows:
-    return load_windows(get_settings(), params, datetime.now(UTC))
-
-
-@task(cache_policy=NONE)
-def check_request_log_task(windows: Windows, max_latency_ms: float) -> list[LogCheck]:
-    return check_request_log(windows.current, max_latency_ms)
-
-
-@task(cache_policy=NONE)
-def compare_windows_task(
-    windows: Windows, params: MonitorParams, log_checks: list[LogCheck]
-) -> MonitorReport:
-    embed = default_embed(params.embedding_model)
-    return compare_windows(windows, params, embed, log_checks, report_dir(get_settings()))
-
-
-@task
-def publish_drift_report(report: MonitorReport) -> None:
-    create_markdown_artifact(
-        summary_markdown(report),
-        key="drift-summary",
-        description=f"{report.model_name}: {report.status}",
-    )
-    if report.html:
-        create_link_artifact(
-            Path(report.html).as_uri(),
-            link_text="Evidently drift report",
-            key="drift-report",
-            description=report.status,
-        )

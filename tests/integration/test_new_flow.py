@@ -46,7 +46,7 @@ def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the test fixtures (whatever else other people are adding to it stays out)."""
     root = tmp_path_factory.mktemp("repo")
     skip = shutil.ignore_patterns("__pycache__")
-    for package in ("flows", "tasks"):
+    for package in ("flows", "tasks", "llmops"):
         shutil.copytree(REPO / package, root / package, ignore=skip)
     for name in ("prefect.yaml", "pyproject.toml", "tests/conftest.py"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,7 @@ def generated(copy: Path) -> Path:
 
 
 def test_generated_files_are_lint_clean(generated: Path) -> None:
-    files = [f"{d}/{n}.py" for n in NEW for d in ("flows", "tasks")]
+    files = [f"flows/{n}.py" for n in NEW] + [f"tasks/{n}" for n in NEW]
     files += [f"tests/unit/test_{n}.py" for n in NEW]
     for args in (["check"], ["format", "--check"]):
         done = run([RUFF, *args, *files], generated)
@@ -119,3 +119,21 @@ def test_nothing_is_overwritten(generated: Path) -> None:
     with pytest.raises(FileExistsError, match=r"tests/e2e/test_rank_answers\.py"):
         create(generated, "rank_answers")  # test module basenames must stay unique
     assert before == {p: p.read_text() for p in before}
+
+
+STAGES = ("ingest", "embed", "finetune", "compress", "promote", "canary", "monitor")
+
+
+def test_generated_and_hand_written_stages_have_one_shape(generated: Path) -> None:
+    """A package per stage: its params (form and result), plain modules, its Prefect tasks."""
+    files = {p.name for p in (generated / "tasks" / "score_texts").glob("*.py")}
+    assert files == {"__init__.py", "params.py", "score.py", "tasks.py"}
+    assert {p.name for p in (generated / "tasks" / "ingest_tickets").glob("*.py")} == {
+        "__init__.py",
+        "params.py",
+        "fetch.py",
+        "tasks.py",
+    }
+    for stage in STAGES:
+        package = REPO / "tasks" / stage
+        assert {"__init__.py", "params.py", "tasks.py"} <= {p.name for p in package.glob("*.py")}

@@ -1,0 +1,100 @@
+"""The promotion stage's Prefect tasks: wrappers over `registration`, a reviewer's answer,
+the artifacts."""
+
+
+from __future__ import annotations
+
+import re
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks.clients.registry import NONE, AliasChange
+from tasks.promote.params import (
+    Approval,
+    Candidate,
+    Evaluation,
+    PromoteParams,
+    PromoteReport,
+    PromotionDecision,
+    Registered,
+    history_rows,
+)
+from tasks.promote.registration import (
+    alias_history,
+    apply_decision,
+    candidate_from_run,
+    decide_promotion,
+    evaluate_models,
+    register_candidate,
+    rollback_champion,
+)
+from tasks.shared.runs import current_actor
+from tasks.shared.settings import get_settings
+
+
+@task
+def resolve_candidate(params: PromoteParams) -> Candidate:
+    if params.compress_report is not None:
+        return Candidate.from_report(params.compress_report)
+    return candidate_from_run(params.compress_run_id, get_settings())
+
+
+@task
+def register_candidate_task(candidate: Candidate, name: str) -> Registered:
+    return register_candidate(candidate, name, get_settings(), current_actor())
+
+
+@task
+def evaluate_models_task(candidate: Candidate, registered: Registered) -> Evaluation:
+    return evaluate_models(candidate, registered, get_settings())
+
+
+@task
+def decide_task(
+    evaluation: Evaluation, candidate: Candidate, min_improvement: float
+) -> PromotionDecision:
+    return decide_promotion(evaluation, candidate.gate_passed, min_improvement)
+
+
+@task
+def apply_decision_task(
+    registered: Registered,
+    evaluation: Evaluation,
+    decision: PromotionDecision,
+    approval: Approval | None,
+    canary: bool = False,
+) -> PromoteReport:
+    settings = get_settings()
+    return apply_decision(registered, evaluation, decision, approval, settings, current_actor(),
+                          canary)  # fmt: skip
+
+
+@task
+def rollback_task(name: str, reason: str, requested_by: str) -> AliasChange:
+    return rollback_champion(name, reason, requested_by or current_actor(), get_settings())
+
+
+@task
+def publish_alias_history(name: str) -> list[AliasChange]:
+    changes = alias_history(name)
+    create_table_artifact(
+        history_rows(changes),
+        key=f"alias-history-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}",
+        description=f"Every alias change of {name}, oldest first",
+    )
+    return changes
+
+
+@task
+def publish_promotion_report(report: PromoteReport) -> None:
+    reasons = "\n".join(f"- {r}" for r in report.reasons)
+    verdict = "promoted to champion" if report.promoted else "not promoted"
+    create_markdown_artifact(
+        f"# {report.model_name} v{report.version}: {verdict}\n\n"
+        f"Champion now: v{report.champion or NONE}; challenger: v{report.challenger or NONE}; "
+        f"parent: v{report.parent_version}\n\n{report.evaluation.markdown()}\n"
+        f"## Reasons\n\n{reasons}\n",
+        key="promotion-report",
+        description=f"{report.model_name} v{report.version}: {verdict}",
+    )
