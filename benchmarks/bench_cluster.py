@@ -149,10 +149,14 @@ def run(steps: int, n_topics: int, seq_len: int, rounds: int) -> dict[str, Any]:
             order = (1, 2) if round_ % 2 == 0 else (2, 1)
             for workers in order:
                 spec = {
-                    "snapshot_id": snapshot, "max_steps": steps, "checkpoint_every": steps,
-                    "seq_len": seq_len, "num_workers": workers, "cpus_per_worker": 1,
+                    "snapshot_id": snapshot,
+                    "max_steps": steps,
+                    "checkpoint_every": steps,
+                    "seq_len": seq_len,
+                    "num_workers": workers,
+                    "cpus_per_worker": 1,
                     "batch_size": GLOBAL_BATCH // workers,
-                }  # fmt: skip
+                }
                 train[workers].append(_on_client(c, "finetune", train_home, spec, 600))
             for actors in (0, *order):
                 home = c.storage / f"embed-{actors}-{round_}"
@@ -201,21 +205,34 @@ def main() -> None:
     _common.print_table(
         ["fine-tuning (global batch 8)", "tokens/s", "per worker", "fit wall s"],
         [
-            [f"{h} host(s) x 1 worker", round(t[n]["tokens_per_s"]),
-             round(t[n]["tokens_per_s_per_worker"]), t[n]["wall_s"]]
+            [
+                f"{h} host(s) x 1 worker",
+                round(t[n]["tokens_per_s"]),
+                round(t[n]["tokens_per_s_per_worker"]),
+                t[n]["wall_s"],
+            ]
             for n, h in ((1, 1), (2, 2))
         ],
-    )  # fmt: skip
+    )
     print()
     _common.print_table(
         ["embedding", "nodes used", "chunks", "encode chunks/s", "stage chunks/s", "actor start s"],
         [
-            [name, e[n]["nodes"], e[n]["chunks"], e[n]["chunks_per_s"],
-             e[n]["stage_chunks_per_s"], e[n]["actor_start_s"]]
-            for n, name in ((0, "client process (no Ray)"), (1, "1 host x 1 actor"),
-                            (2, "2 hosts x 1 actor"))
+            [
+                name,
+                e[n]["nodes"],
+                e[n]["chunks"],
+                e[n]["chunks_per_s"],
+                e[n]["stage_chunks_per_s"],
+                e[n]["actor_start_s"],
+            ]
+            for n, name in (
+                (0, "client process (no Ray)"),
+                (1, "1 host x 1 actor"),
+                (2, "2 hosts x 1 actor"),
+            )
         ],
-    )  # fmt: skip
+    )
     print(
         f"2 hosts / 1 host: fine-tuning tokens/s {r['finetune_2_hosts_vs_1']}, embedding "
         f"chunks/s {r['embed_2_hosts_vs_1']} (whole stage {r['embed_stage_2_hosts_vs_1']})"

@@ -101,23 +101,36 @@ def placement(c: Cluster, env: dict[str, str]) -> dict[str, list[str]]:
 
 
 def measure(c: Cluster, env: dict[str, str], app: str, args: argparse.Namespace) -> dict:
-    code = LOAD.format(model=MODEL, prompt=PROMPT, tokens=args.max_tokens, url=URL, app=app,
-                       concurrency=CONCURRENCY, requests=args.requests)  # fmt: skip
+    code = LOAD.format(
+        model=MODEL,
+        prompt=PROMPT,
+        tokens=args.max_tokens,
+        url=URL,
+        app=app,
+        concurrency=CONCURRENCY,
+        requests=args.requests,
+    )
     return last_json(c.python("client", code, env, timeout=600))
 
 
 def summary(runs: list[dict]) -> dict[str, float]:
     ordered = sorted(ms for run in runs for ms in run["ms"])
     n = len(ordered)
-    return {"p50_ms": statistics.median(ordered), "p95_ms": ordered[int(0.95 * (n - 1))],
-            "req_per_s": n / sum(run["wall"] for run in runs), "n": n}  # fmt: skip
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p95_ms": ordered[int(0.95 * (n - 1))],
+        "req_per_s": n / sum(run["wall"] for run in runs),
+        "n": n,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
-        "benchmark": "cluster_serving", "quick": args.quick, "concurrency": CONCURRENCY,
+        "benchmark": "cluster_serving",
+        "quick": args.quick,
+        "concurrency": CONCURRENCY,
         "max_tokens": args.max_tokens,
-    }  # fmt: skip
+    }
     with _common.fresh_home("cluster-serving") as settings, cluster() as c:
         version, _ = register_default_model(settings)  # the hosts share this filesystem
         started = time.perf_counter()
@@ -136,8 +149,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 runs[app].append(measure(c, env, app, args))
             p50 = {app: statistics.median(runs[app][-1]["ms"]) for app in APPS}
             per_round.append(p50["two"] / p50["one"])
-            print(f"round {r + 1}/{args.rounds}: p50 one {p50['one']:.1f} ms, two "
-                  f"{p50['two']:.1f} ms, two/one {per_round[-1]:.2f}", flush=True)  # fmt: skip
+            print(
+                f"round {r + 1}/{args.rounds}: p50 one {p50['one']:.1f} ms, two "
+                f"{p50['two']:.1f} ms, two/one {per_round[-1]:.2f}",
+                flush=True,
+            )
         results["stats"] = {app: summary(runs[app]) for app in APPS}
         results["per_round_p50_ratio"] = per_round
     return results
@@ -145,19 +161,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> None:
     one, two = r["stats"]["one"], r["stats"]["two"]
-    print(f"\ncluster up in {r['cluster_start_s']:.1f} s, both apps ready in {r['deploy_s']:.1f} s;"
-          f" model replicas on: {r['placement']}")  # fmt: skip
+    print(
+        f"\ncluster up in {r['cluster_start_s']:.1f} s, both apps ready in {r['deploy_s']:.1f} s;"
+        f" model replicas on: {r['placement']}"
+    )
     _common.print_table(
         ["model replicas", "hosts", "p50 ms", "p95 ms", "req/s", "requests"],
-        [[1, "head", one["p50_ms"], one["p95_ms"], one["req_per_s"], one["n"]],
-         [2, "head + worker", two["p50_ms"], two["p95_ms"], two["req_per_s"], two["n"]]],
-    )  # fmt: skip
+        [
+            [1, "head", one["p50_ms"], one["p95_ms"], one["req_per_s"], one["n"]],
+            [2, "head + worker", two["p50_ms"], two["p95_ms"], two["req_per_s"], two["n"]],
+        ],
+    )
     ratios = r["per_round_p50_ratio"]
     p50, p95 = two["p50_ms"] / one["p50_ms"], two["p95_ms"] / one["p95_ms"]
     rate = two["req_per_s"] / one["req_per_s"]
-    print(f"two/one: p50 x{p50:.2f}, p95 x{p95:.2f}, throughput x{rate:.2f} (per-round p50 ratio "
-          f"{min(ratios):.2f}-{max(ratios):.2f}); concurrency {CONCURRENCY}, "
-          f"{r['max_tokens']} tokens per answer")  # fmt: skip
+    print(
+        f"two/one: p50 x{p50:.2f}, p95 x{p95:.2f}, throughput x{rate:.2f} (per-round p50 ratio "
+        f"{min(ratios):.2f}-{max(ratios):.2f}); concurrency {CONCURRENCY}, "
+        f"{r['max_tokens']} tokens per answer"
+    )
 
 
 def main() -> None:

@@ -43,8 +43,17 @@ def compress_all(settings: Any, run_id: str, recovery: int, quick: bool) -> Any:
     from tasks.compress.candidates import compress
     from tasks.compress.params import CompressParams
 
-    methods = ["merge", "bf16", "fp16", "int8_dynamic", "int8_static", "magnitude",
-               "structured", "lowrank", "distill"]  # fmt: skip
+    methods = [
+        "merge",
+        "bf16",
+        "fp16",
+        "int8_dynamic",
+        "int8_static",
+        "magnitude",
+        "structured",
+        "lowrank",
+        "distill",
+    ]
     plain = compress(
         CompressParams(
             source_run_id=run_id,
@@ -91,9 +100,14 @@ def linear_dominated(repeats: int = 64) -> dict[str, float]:
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=8000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
-        num_attention_heads=8, num_key_value_heads=8, tie_word_embeddings=True,
-    )  # fmt: skip
+        vocab_size=8000,
+        hidden_size=512,
+        intermediate_size=1376,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        tie_word_embeddings=True,
+    )
     fp32 = LlamaForCausalLM(config).eval()
     int8 = LlamaForCausalLM(config).eval()
     int8.load_state_dict(fp32.state_dict())

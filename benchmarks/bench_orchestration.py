@@ -34,8 +34,19 @@ import _common
 
 GOAL = 1.05
 STAGES = ["ingest", "embed", "finetune", "compress", "promote"]
-SUBFLOWS = dict(zip(["ingest_documents", "embed_documents", "finetune_model", "compress_model",
-                     "promote_model"], STAGES, strict=True))  # fmt: skip
+SUBFLOWS = dict(
+    zip(
+        [
+            "ingest_documents",
+            "embed_documents",
+            "finetune_model",
+            "compress_model",
+            "promote_model",
+        ],
+        STAGES,
+        strict=True,
+    )
+)
 
 
 def nightly_params(steps: int, methods: list[str] | None) -> Any:

@@ -98,10 +98,14 @@ def run(quick: bool, n_queries: int) -> dict[str, Any]:
 
         def direct(vector: list[float], fields: list[str]) -> list[str]:
             res = client.search(
-                collection, data=[vector], anns_field="vector", limit=TOP_K,
-                search_params=params, output_fields=fields,
+                collection,
+                data=[vector],
+                anns_field="vector",
+                limit=TOP_K,
+                search_params=params,
+                output_fields=fields,
                 consistency_level=online.consistency_level,
-            )  # fmt: skip
+            )
             return [hit["entity"]["chunk_id"] for hit in res[0]]
 
         def paths(q: str, v: list[float]) -> dict[str, Callable[[], Any]]:

@@ -37,8 +37,13 @@ import torch
 MODEL, PROMPT = "bench-assistant", "The with statement"
 LEVELS = (1, 4, 16, 32)
 APPS = {"batch8": 8, "batch1": 1}  # application (and route prefix) -> max_batch_size
-PATHS = {"router_b8": "batch8", "direct_b8": "batch8", "router_b1": "batch1",
-         "direct_b1": "batch1", "healthz": "batch8"}  # fmt: skip
+PATHS = {
+    "router_b8": "batch8",
+    "direct_b8": "batch8",
+    "router_b1": "batch1",
+    "direct_b1": "batch1",
+    "healthz": "batch8",
+}
 GOAL = 1.10
 Call = Callable[[], Awaitable[None]]
 
@@ -59,8 +64,9 @@ def register_default_model(settings: Any) -> tuple[str, Path]:
     registry = model_registry(settings)
     digest = registry.run_manifest_digest(run.info.run_id)  # servers refuse versions without
     version = registry.register(MODEL, run.info.run_id, {"origin": "benchmark", DIGEST_TAG: digest})
-    registry.set_alias(MODEL, CHAMPION, version, action="promote", reason="benchmark",
-                       actor="bench_serving")  # fmt: skip
+    registry.set_alias(
+        MODEL, CHAMPION, version, action="promote", reason="benchmark", actor="bench_serving"
+    )
     return version, folder
 
 
@@ -112,8 +118,9 @@ def deploy_app(settings: Any, url: str, version: str, name: str, batch: int) -> 
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    deploy(settings, MODEL, {version: 100.0}, name=name, route_prefix=f"/{name}",
-           max_batch_size=batch)  # fmt: skip
+    deploy(
+        settings, MODEL, {version: 100.0}, name=name, route_prefix=f"/{name}", max_batch_size=batch
+    )
     while True:
         with contextlib.suppress(httpx.TransportError):
             answer = httpx.get(f"{url}/{name}/readyz", timeout=10)
@@ -187,8 +194,12 @@ async def measure(call: Call, concurrency: int, total: int) -> dict[str, Any]:
     cpu, started = cpu_seconds(), time.perf_counter()
     latencies = await asyncio.gather(*(timed() for _ in range(total)))
     wall = time.perf_counter() - started
-    return {"ms": latencies, "p50": statistics.median(latencies), "wall": wall,
-            "cpu": cpu_seconds() - cpu}  # fmt: skip
+    return {
+        "ms": latencies,
+        "p50": statistics.median(latencies),
+        "wall": wall,
+        "cpu": cpu_seconds() - cpu,
+    }
 
 
 async def compare(url: str, version: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -205,35 +216,53 @@ async def compare(url: str, version: str, args: argparse.Namespace) -> dict[str,
                 order = list(paths)[r % len(paths) :] + list(paths)[: r % len(paths)]
                 for name in order:
                     runs[name][c].append(await measure(paths[name], c, max(args.requests, 4 * c)))
-            spread.append({c: runs["router_b8"][c][-1]["p50"] / runs["direct_b8"][c][-1]["p50"]
-                           for c in LEVELS})  # fmt: skip
+            spread.append(
+                {
+                    c: runs["router_b8"][c][-1]["p50"] / runs["direct_b8"][c][-1]["p50"]
+                    for c in LEVELS
+                }
+            )
             line = ", ".join(f"c{c} {x:.2f}" for c, x in spread[-1].items())
             print(f"round {r + 1}/{args.rounds}: router/direct p50 {line}", flush=True)
     stats = {p: {c: summary(p, runs[p][c], version) for c in LEVELS} for p in paths}
-    return {"completion_tokens": tokens["completion_tokens"], "stats": stats,
-            "per_round_p50_ratio": spread}  # fmt: skip
+    return {
+        "completion_tokens": tokens["completion_tokens"],
+        "stats": stats,
+        "per_round_p50_ratio": spread,
+    }
 
 
 def summary(path: str, runs: list[dict[str, Any]], version: str) -> dict[str, Any]:
     """Pooled over rounds; CPU ms per request by role for the path's application."""
     ordered = sorted(ms for run in runs for ms in run["ms"])
     app, n = PATHS[path], len(ordered)
-    roles = {"client": "client", "proxy": "proxy", "router": f"{app}:Router",
-             "model": f"{app}:model-v{version}"}  # fmt: skip
+    roles = {
+        "client": "client",
+        "proxy": "proxy",
+        "router": f"{app}:Router",
+        "model": f"{app}:model-v{version}",
+    }
     cpu = sum((run["cpu"] for run in runs), Counter())
     per_role = {role: 1000 * cpu.pop(key, 0.0) / n for role, key in roles.items()}
     per_role["rest of Ray"] = 1000 * sum(cpu.values()) / n
-    return {"p50_ms": statistics.median(ordered), "p95_ms": ordered[int(0.95 * (n - 1))],
-            "req_per_s": n / sum(run["wall"] for run in runs), "n": n,
-            "cpu_ms_per_request": per_role}  # fmt: skip
+    return {
+        "p50_ms": statistics.median(ordered),
+        "p95_ms": ordered[int(0.95 * (n - 1))],
+        "req_per_s": n / sum(run["wall"] for run in runs),
+        "n": n,
+        "cpu_ms_per_request": per_role,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import ray
     from ray import serve
 
-    results: dict[str, Any] = {"benchmark": "serving", "quick": args.quick,
-                               "max_tokens": args.max_tokens}  # fmt: skip
+    results: dict[str, Any] = {
+        "benchmark": "serving",
+        "quick": args.quick,
+        "max_tokens": args.max_tokens,
+    }
     with _common.fresh_home("serving") as settings:
         version, folder = register_default_model(settings)
         results["load_ms"] = load_times(folder, 5 if args.quick else 20)
@@ -270,47 +299,111 @@ def report(r: dict[str, Any]) -> None:
     print(f"\nRay start {r['ray_init_s']:.1f} s, Serve start {r['serve_start_s']:.1f} s")
     _common.print_table(
         ["cold start", "deploy to /readyz 200 s", "ModelServer.__init__ s", "HEALTHY at, s"],
-        [[i + 1, c["ready_s"], c["model_init_s"],
-          ", ".join(f"{k} {v}" for k, v in sorted(c["healthy_s"].items(), key=lambda kv: kv[1]))]
-         for i, c in enumerate(cold)],
-    )  # fmt: skip
+        [
+            [
+                i + 1,
+                c["ready_s"],
+                c["model_init_s"],
+                ", ".join(
+                    f"{k} {v}" for k, v in sorted(c["healthy_s"].items(), key=lambda kv: kv[1])
+                ),
+            ]
+            for i, c in enumerate(cold)
+        ],
+    )
     _common.print_table(
         ["weights load, median ms", "safetensors", "pickle (weights_only)", "safetensors/pickle"],
-        [[what, load[f"{key}_safetensors"], load[f"{key}_pickle"],
-          load[f"{key}_safetensors"] / load[f"{key}_pickle"]]
-         for what, key in (("tensors only", "tensors"), ("load_model_folder", "folder"))],
-    )  # fmt: skip
+        [
+            [
+                what,
+                load[f"{key}_safetensors"],
+                load[f"{key}_pickle"],
+                load[f"{key}_safetensors"] / load[f"{key}_pickle"],
+            ]
+            for what, key in (("tensors only", "tensors"), ("load_model_folder", "folder"))
+        ],
+    )
     print(f"\n{r['completion_tokens']} tokens per answer; router vs direct, max_batch_size 8 (ms):")
     rb8, db8, rb1, db1 = (s[p] for p in ("router_b8", "direct_b8", "router_b1", "direct_b1"))
     _common.print_table(
-        ["concurrency", "router p50", "direct p50", "router/direct p50", "router p95",
-         "direct p95", "router req/s", "direct req/s", "/healthz p50"],
-        [[c, rb8[c]["p50_ms"], db8[c]["p50_ms"], rb8[c]["p50_ms"] / db8[c]["p50_ms"],
-          rb8[c]["p95_ms"], db8[c]["p95_ms"], rb8[c]["req_per_s"], db8[c]["req_per_s"],
-          s["healthz"][c]["p50_ms"]] for c in LEVELS],
-    )  # fmt: skip
+        [
+            "concurrency",
+            "router p50",
+            "direct p50",
+            "router/direct p50",
+            "router p95",
+            "direct p95",
+            "router req/s",
+            "direct req/s",
+            "/healthz p50",
+        ],
+        [
+            [
+                c,
+                rb8[c]["p50_ms"],
+                db8[c]["p50_ms"],
+                rb8[c]["p50_ms"] / db8[c]["p50_ms"],
+                rb8[c]["p95_ms"],
+                db8[c]["p95_ms"],
+                rb8[c]["req_per_s"],
+                db8[c]["req_per_s"],
+                s["healthz"][c]["p50_ms"],
+            ]
+            for c in LEVELS
+        ],
+    )
     print("\nthrough the router, max_batch_size 8 vs 1 (and router/direct p50 without batching):")
     _common.print_table(
-        ["concurrency", "b8 p50", "b1 p50", "b8 p95", "b1 p95", "b8 req/s", "b1 req/s",
-         "b8/b1 req/s", "router/direct p50 at b1"],
-        [[c, rb8[c]["p50_ms"], rb1[c]["p50_ms"], rb8[c]["p95_ms"], rb1[c]["p95_ms"],
-          rb8[c]["req_per_s"], rb1[c]["req_per_s"], rb8[c]["req_per_s"] / rb1[c]["req_per_s"],
-          rb1[c]["p50_ms"] / db1[c]["p50_ms"]] for c in LEVELS],
-    )  # fmt: skip
+        [
+            "concurrency",
+            "b8 p50",
+            "b1 p50",
+            "b8 p95",
+            "b1 p95",
+            "b8 req/s",
+            "b1 req/s",
+            "b8/b1 req/s",
+            "router/direct p50 at b1",
+        ],
+        [
+            [
+                c,
+                rb8[c]["p50_ms"],
+                rb1[c]["p50_ms"],
+                rb8[c]["p95_ms"],
+                rb1[c]["p95_ms"],
+                rb8[c]["req_per_s"],
+                rb1[c]["req_per_s"],
+                rb8[c]["req_per_s"] / rb1[c]["req_per_s"],
+                rb1[c]["p50_ms"] / db1[c]["p50_ms"],
+            ]
+            for c in LEVELS
+        ],
+    )
     print("\nCPU ms per request, by process:")
     roles = list(rb8[1]["cpu_ms_per_request"])
     _common.print_table(
         ["path", "concurrency", *roles, "total"],
-        [[p, c, *s[p][c]["cpu_ms_per_request"].values(),
-          sum(s[p][c]["cpu_ms_per_request"].values())] for p in s for c in (1, 32)],
-    )  # fmt: skip
+        [
+            [
+                p,
+                c,
+                *s[p][c]["cpu_ms_per_request"].values(),
+                sum(s[p][c]["cpu_ms_per_request"].values()),
+            ]
+            for p in s
+            for c in (1, 32)
+        ],
+    )
     per_round = {c: [row[c] for row in r["per_round_p50_ratio"]] for c in LEVELS}
     line = ", ".join(f"c{c} {min(v):.2f}-{max(v):.2f}" for c, v in per_round.items())
     print(f"router/direct p50 per round, min-max: {line}")
     worst = max(rb8[c]["p50_ms"] / db8[c]["p50_ms"] for c in LEVELS)
     r["passed"] = bool(worst <= GOAL)
-    print(f"router overhead at p50, worst level: x{worst:.2f} (goal <= {GOAL}) "
-          f"{'PASS' if r['passed'] else 'FAIL'}")  # fmt: skip
+    print(
+        f"router overhead at p50, worst level: x{worst:.2f} (goal <= {GOAL}) "
+        f"{'PASS' if r['passed'] else 'FAIL'}"
+    )
 
 
 def main() -> None:

@@ -34,9 +34,18 @@ def _plan_capacity(args: argparse.Namespace) -> None:
     from tasks.core.capacity import plan_for
 
     plan = plan_for(
-        args.gpu, args.seq_len, args.batch, args.method, args.lora_rank, args.params,
-        args.layers, args.hidden, args.vocab, args.precision, args.max_gpus,
-    )  # fmt: skip
+        args.gpu,
+        args.seq_len,
+        args.batch,
+        args.method,
+        args.lora_rank,
+        args.params,
+        args.layers,
+        args.hidden,
+        args.vocab,
+        args.precision,
+        args.max_gpus,
+    )
     if args.json:
         print(json.dumps(plan.as_dict(), indent=2))
         return
@@ -88,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vocab", type=int, default=32000, help="vocabulary size")
     p.add_argument("--method", choices=["lora", "full"], default="lora")
     p.add_argument("--lora-rank", type=int, default=8)
-    p.add_argument("--gpu", required=True, help="GPU type: T4, L4, A10G, A100-40GB, A100-80GB, "
-                   "H100, H200")  # fmt: skip
+    p.add_argument(
+        "--gpu", required=True, help="GPU type: T4, L4, A10G, A100-40GB, A100-80GB, H100, H200"
+    )
     p.add_argument("--seq-len", type=int, default=2048, help="tokens per sequence")
     p.add_argument("--batch", type=int, default=64, help="global batch (sequences per step)")
     p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default="bf16")

@@ -65,9 +65,7 @@ def placeholders(name: str, kind: str, description: str) -> dict[str, str]:
 def target_paths(root: Path, name: str, kind: str) -> dict[str, Path]:
     """Each file of the kind's template, by its path under `root`."""
     values = {"name": name, "verb": name.split("_")[0]}
-    return {
-        template: root / Template(template).substitute(values) for template in TEMPLATES[kind]
-    }
+    return {template: root / Template(template).substitute(values) for template in TEMPLATES[kind]}
 
 
 def check_free(root: Path, name: str, paths: dict[str, Path]) -> None:

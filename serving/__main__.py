@@ -48,11 +48,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--batch-wait-ms", type=float, default=10.0)
     parser.add_argument("--model-cpus", type=float, default=1.0, help="CPUs per model replica")
-    parser.add_argument("--model-replicas", type=int, default=1,
-                        help="replicas per version; Serve spreads them over the nodes")  # fmt: skip
-    parser.add_argument("--control-labels", type=parse_labels, metavar="KEY=VALUE,...",
-                        help="keep the router and retriever on nodes with these Ray labels "
-                        "(give the head `ray start --labels llmops.io/role=control`)")  # fmt: skip
+    parser.add_argument(
+        "--model-replicas",
+        type=int,
+        default=1,
+        help="replicas per version; Serve spreads them over the nodes",
+    )
+    parser.add_argument(
+        "--control-labels",
+        type=parse_labels,
+        metavar="KEY=VALUE,...",
+        help="keep the router and retriever on nodes with these Ray labels "
+        "(give the head `ray start --labels llmops.io/role=control`)",
+    )
     args = parser.parse_args(argv)
 
     from ray import serve
@@ -71,22 +79,31 @@ def main(argv: list[str] | None = None) -> None:
     ensure_ray(settings)
     serve.start(http_options={"host": args.host, "port": args.port})
     deploy(
-        settings, args.model, weights, name=args.name,
-        max_batch_size=args.max_batch_size, batch_wait_timeout_s=args.batch_wait_ms / 1000,
-        model_cpus=args.model_cpus, model_replicas=args.model_replicas,
+        settings,
+        args.model,
+        weights,
+        name=args.name,
+        max_batch_size=args.max_batch_size,
+        batch_wait_timeout_s=args.batch_wait_ms / 1000,
+        model_cpus=args.model_cpus,
+        model_replicas=args.model_replicas,
         control_labels=args.control_labels,
-    )  # fmt: skip
+    )
     url = f"http://{args.host}:{args.port}"
     took = time.perf_counter() - started
     print(f"serving {args.model} {weights} at {url}/v1 (up in {took:.1f} s)")
-    print(f"  try: curl {url}/v1/completions -H 'content-type: application/json' "
-          "-d '{\"prompt\": \"The with statement\"}'")  # fmt: skip
+    print(
+        f"  try: curl {url}/v1/completions -H 'content-type: application/json' "
+        '-d \'{"prompt": "The with statement"}\''
+    )
     try:
         threading.Event().wait()  # Serve runs in Ray's processes; this one only holds them
     except KeyboardInterrupt:
         if settings.ray_address:  # a cluster's app outlives this process, as Serve apps do
-            print(f"left {args.name!r} running on {settings.ray_address}; "
-                  "`serve shutdown` there stops it")  # fmt: skip
+            print(
+                f"left {args.name!r} running on {settings.ray_address}; "
+                "`serve shutdown` there stops it"
+            )
         # A local Ray, and the app with it, ends with this process.
 
 

@@ -103,8 +103,9 @@ def parse_request(kind: type[BaseModel], raw: bytes) -> Any:
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False)
         if any(e["type"] == "json_invalid" for e in errors) or not raw.strip():
-            raise ApiError(400, f"the body is not valid JSON: {errors[0]['msg']}",
-                           "invalid_json") from None  # fmt: skip
+            raise ApiError(
+                400, f"the body is not valid JSON: {errors[0]['msg']}", "invalid_json"
+            ) from None
         detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors)
         raise ApiError(422, detail, "invalid_request") from None
 
@@ -132,8 +133,11 @@ class Generation(BaseModel):
 
     def usage(self) -> Usage:
         total = self.prompt_tokens + self.completion_tokens
-        return Usage(prompt_tokens=self.prompt_tokens,
-                     completion_tokens=self.completion_tokens, total_tokens=total)  # fmt: skip
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=total,
+        )
 
 
 class StreamStart(BaseModel):
@@ -183,14 +187,21 @@ def new_id(kind: type[BaseModel]) -> str:
 def response(
     request: GenerationRequest, out: Generation, rid: str, model: str, version: str
 ) -> _Response:
-    common = {"id": rid, "created": int(time.time()), "model": model, "usage": out.usage(),
-              "version": version, "sources": out.sources}  # fmt: skip
+    common = {
+        "id": rid,
+        "created": int(time.time()),
+        "model": model,
+        "usage": out.usage(),
+        "version": version,
+        "sources": out.sources,
+    }
     if isinstance(request, ChatRequest):
         message = Message(role="assistant", content=out.text)
         choice = ChatChoice(message=message, finish_reason=out.finish_reason)
         return ChatResponse(choices=[choice], **common)
-    return CompletionResponse(choices=[CompletionChoice(text=out.text,
-                              finish_reason=out.finish_reason)], **common)  # fmt: skip
+    return CompletionResponse(
+        choices=[CompletionChoice(text=out.text, finish_reason=out.finish_reason)], **common
+    )
 
 
 def sse(payload: dict[str, Any]) -> str:

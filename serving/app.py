@@ -72,8 +72,12 @@ class ModelServer:
         folder = model_registry(settings).download_verified(model_name, version)  # verified
         self.model, self.tokenizer = load_model_folder(folder, settings.allow_pickle)
         self.version, self.retriever = version, retriever
-        self.limits = Limits.of(self.model, self.tokenizer, settings.serving_max_prompt_tokens,
-                                settings.serving_max_tokens)  # fmt: skip
+        self.limits = Limits.of(
+            self.model,
+            self.tokenizer,
+            settings.serving_max_prompt_tokens,
+            settings.serving_max_tokens,
+        )
         self._batch.set_max_batch_size(max_batch_size)
         self._batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
         # The first forward pass pays lazy set-up (int8 weight packing, allocator): not a user.
@@ -83,8 +87,12 @@ class ModelServer:
     async def ready(self) -> dict[str, Any]:
         """Only answered once __init__ (load and warm-up) is done."""
         replica = serve.get_replica_context().replica_id.unique_id
-        return {"version": self.version, "replica": replica, "load_s": round(self.load_s, 3),
-                "window": self.limits.window}  # fmt: skip
+        return {
+            "version": self.version,
+            "replica": replica,
+            "load_s": round(self.load_s, 3),
+            "window": self.limits.window,
+        }
 
     async def complete(self, request: GenerationRequest) -> Generation | ApiError:
         try:
@@ -104,8 +112,7 @@ class ModelServer:
             yield refusal
             return
         yield StreamStart(prompt_tokens=len(prompt.ids), sources=_sources(prompt))
-        tokens = stream(self.model, self.tokenizer, prompt.ids, prompt.max_new,
-                        request.temperature)  # fmt: skip
+        tokens = stream(self.model, self.tokenizer, prompt.ids, prompt.max_new, request.temperature)
         text, ids = TextStream(self.tokenizer), []
         while (token := await asyncio.to_thread(next, tokens, None)) is not None:
             ids.append(token)
@@ -117,8 +124,7 @@ class ModelServer:
     async def _batch(self, jobs: list[tuple[list[int], int, float]]) -> list[list[int]]:
         prompts, limits, temps = (list(column) for column in zip(*jobs, strict=True))
         # In a thread: the replica's event loop keeps queueing the next batch meanwhile.
-        return await asyncio.to_thread(generate, self.model, self.tokenizer, prompts, limits,
-                                       temps)  # fmt: skip
+        return await asyncio.to_thread(generate, self.model, self.tokenizer, prompts, limits, temps)
 
     async def _prepare(self, request: GenerationRequest) -> Prompt:
         try:
@@ -133,20 +139,24 @@ class ModelServer:
                 if request.rag:  # asked for explicitly: say why it cannot be done
                     raise ApiError(503, hits, "retrieval_unavailable")
                 return prompt  # chat's default: answer without passages meanwhile
-            chunks = [to_chunk(self.tokenizer, h["text"], h["doc_id"], h["source"], h["score"])
-                      for h in hits]  # fmt: skip
+            chunks = [
+                to_chunk(self.tokenizer, h["text"], h["doc_id"], h["source"], h["score"])
+                for h in hits
+            ]
             return prepare(self.tokenizer, request, self.limits, chunks)
         except PromptTooLong as exc:
-            raise ApiError(400, f"{exc} (limit {exc.limit}, got {exc.count})",
-                           "context_length_exceeded") from None  # fmt: skip
+            raise ApiError(
+                400, f"{exc} (limit {exc.limit}, got {exc.count})", "context_length_exceeded"
+            ) from None
 
     async def _retrieve(self, question: str, top_k: int) -> list[dict[str, Any]] | str:
         try:
             return await self.retriever.search.remote(question, top_k)
         except Exception as exc:  # the index is down, not this model: say which
             logger.exception("retrieval failed")
-            raise ApiError(503, f"retrieval failed: {type(exc).__name__}",
-                           "retrieval_unavailable") from None  # fmt: skip
+            raise ApiError(
+                503, f"retrieval failed: {type(exc).__name__}", "retrieval_unavailable"
+            ) from None
 
     def _result(self, prompt: Prompt, ids: list[int]) -> Generation:
         return Generation(
@@ -247,11 +257,16 @@ def build_app(
         version: ModelServer.options(
             name=f"model-v{version}", num_replicas=model_replicas, ray_actor_options=options
         ).bind(
-            settings, model_name, version, retriever, max_batch_size, batch_wait_timeout_s,
+            settings,
+            model_name,
+            version,
+            retriever,
+            max_batch_size,
+            batch_wait_timeout_s,
             max(1, int(model_cpus)),
         )
         for version in weights
-    }  # fmt: skip
+    }
     router = Router.options(user_config={"weights": weights}, ray_actor_options=control)
     return router.bind(settings, model_name, servers, log_flush_s)
 
@@ -275,6 +290,6 @@ def deploy(
 ) -> DeploymentHandle:
     """Start the application, or replace it (new versions: a rolling update of every replica;
     to change only the split, use `tasks.clients.serve.ServeControl.set_weights`)."""
-    return serve.run(build_app(settings, model_name, weights, **options), name=name,
-                     route_prefix=route_prefix)  # fmt: skip
-
+    return serve.run(
+        build_app(settings, model_name, weights, **options), name=name, route_prefix=route_prefix
+    )

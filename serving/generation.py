@@ -190,9 +190,13 @@ def _decode(
     cache = None
     while bool(running.any()):
         out = model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-            use_cache=True, logits_to_keep=1,
-        )  # fmt: skip
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         cache = out.cache
         token = _next_token(out.logits[:, -1, :].float(), temps, generator)
         ended = torch.isin(token, stops) if len(stops) else torch.zeros(n, dtype=torch.bool)

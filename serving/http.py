@@ -83,8 +83,12 @@ class Gateway:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), key.encode()):
-            raise ApiError(401, "a valid API key is required: Authorization: Bearer <key>",
-                           "invalid_api_key", "authentication_error")  # fmt: skip
+            raise ApiError(
+                401,
+                "a valid API key is required: Authorization: Bearer <key>",
+                "invalid_api_key",
+                "authentication_error",
+            )
 
     async def generate(self, kind: type, http: Request) -> Response:
         rec = Record(new_id(kind), http.url.path)
@@ -94,8 +98,12 @@ class Gateway:
             req = parse_request(kind, await http.body())
             rec.prompt = req.question
             if req.model not in (None, self.router.model_name):
-                raise ApiError(404, f"model {req.model!r} is not served here; this service "
-                               f"serves {self.router.model_name!r}", "model_not_found")  # fmt: skip
+                raise ApiError(
+                    404,
+                    f"model {req.model!r} is not served here; this service "
+                    f"serves {self.router.model_name!r}",
+                    "model_not_found",
+                )
             rec.session = http.headers.get(SESSION_HEADER) or req.user
             rec.version = self.choose(http.headers.get(VERSION_HEADER), rec.session)
             server = self.router.servers[rec.version]
@@ -106,9 +114,10 @@ class Gateway:
                     raise first
                 streaming = True
                 return StreamingResponse(
-                    self.events(req, rec, first, events), media_type="text/event-stream",
+                    self.events(req, rec, first, events),
+                    media_type="text/event-stream",
                     headers={**rec.headers(), "cache-control": "no-cache"},
-                )  # fmt: skip
+                )
             out = await complete(server, req)
             if isinstance(out, ApiError):
                 raise out
@@ -120,8 +129,9 @@ class Gateway:
             return error_response(error, rec.headers())
         except Exception as exc:  # a replica failed: answer, keep serving, record it
             logger.exception("request %s failed on version %s", rec.request_id, rec.version)
-            error = ApiError(503, f"version {rec.version} failed: {type(exc).__name__}",
-                             "model_unavailable")  # fmt: skip
+            error = ApiError(
+                503, f"version {rec.version} failed: {type(exc).__name__}", "model_unavailable"
+            )
             rec.refused(error)
             return error_response(error, rec.headers())
         finally:
@@ -165,15 +175,24 @@ class Gateway:
 
     async def finish(self, rec: Record) -> None:
         latency = time.perf_counter() - rec.started
-        self.router.metrics.observe(rec.version, rec.route, rec.status, latency,
-                                    rec.prompt_tokens, rec.completion_tokens)  # fmt: skip
+        self.router.metrics.observe(
+            rec.version, rec.route, rec.status, latency, rec.prompt_tokens, rec.completion_tokens
+        )
         row = {
-            "request_id": rec.request_id, "at": rec.at, "version": rec.version,
-            "route": rec.route, "status": rec.status, "latency_ms": latency * 1000,
-            "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
-            "prompt": rec.prompt, "response": rec.response, "error": rec.error,
-            "session": rec.session, "sources": json.dumps(rec.sources or []),
-        }  # fmt: skip
+            "request_id": rec.request_id,
+            "at": rec.at,
+            "version": rec.version,
+            "route": rec.route,
+            "status": rec.status,
+            "latency_ms": latency * 1000,
+            "prompt_tokens": rec.prompt_tokens,
+            "completion_tokens": rec.completion_tokens,
+            "prompt": rec.prompt,
+            "response": rec.response,
+            "error": rec.error,
+            "session": rec.session,
+            "sources": json.dumps(rec.sources or []),
+        }
         try:  # fsynced: off the event loop
             await asyncio.to_thread(self.router.log.append, row)
         except Exception:  # the answer stands; the failure is loud in the replica's log
@@ -245,16 +264,24 @@ def http_app(router: Any) -> FastAPI:
         except ApiError as error:
             return error_response(error)
         versions = [{"version": v, "weight": router.weights.get(v, 0.0)} for v in router.servers]
-        model = {"id": router.model_name, "object": "model", "owned_by": "llmops",
-                 "versions": versions}  # fmt: skip
+        model = {
+            "id": router.model_name,
+            "object": "model",
+            "owned_by": "llmops",
+            "versions": versions,
+        }
         return JSONResponse({"object": "list", "data": [model]})
 
     @app.post("/admin/weights")
     async def admin_weights(request: Request) -> Response:
         try:
             if router.api_key is None:  # never an open door to the traffic split
-                raise ApiError(403, "the admin API is off: set LLMOPS_SERVING_API_KEY",
-                               "admin_disabled", "permission_error")  # fmt: skip
+                raise ApiError(
+                    403,
+                    "the admin API is off: set LLMOPS_SERVING_API_KEY",
+                    "admin_disabled",
+                    "permission_error",
+                )
             gateway.authorize(request)
             update = parse_request(WeightsUpdate, await request.body())
             try:

@@ -82,14 +82,24 @@ def drift_world(
         prompts = {"reference": python[:size], "same": python[size:]}
         for name in {"man-en", "man-de"} & set(names):
             prompts[name] = rng.sample(man_page_prompts(name.removeprefix("man-")), size)
-        paragraphs = [p for name in sorted(topics) for p in re.split(r"\n\s*\n", topics[name])
-                      if len(p.split()) >= 20]  # fmt: skip
+        paragraphs = [
+            p
+            for name in sorted(topics)
+            for p in re.split(r"\n\s*\n", topics[name])
+            if len(p.split()) >= 20
+        ]
         embed = memoized(embedder)
         scorer = retrieval_scorer(embed, rng.sample(paragraphs, 100))
         with RequestLog(settings.home / "requests") as log:
             for name in names:
                 start = DAY0 + timedelta(days=NAMES.index(name))
-                for record in traffic_records(prompts[name], start, timedelta(hours=20), rng,
-                                              versions=("1", "2"), sources=scorer):  # fmt: skip
+                for record in traffic_records(
+                    prompts[name],
+                    start,
+                    timedelta(hours=20),
+                    rng,
+                    versions=("1", "2"),
+                    sources=scorer,
+                ):
                     log.append(record)
         yield DriftWorld(settings, embed, snapshot, {n: prompts[n] for n in names})

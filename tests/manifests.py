@@ -45,8 +45,12 @@ def validate(document: dict[str, Any], version: str) -> None:
 
 def validate_pod_template(template: dict[str, Any], name: str, version: str) -> None:
     # A PodTemplate's `template` is a PodTemplateSpec, the type KubeRay's groups embed.
-    wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": name},
-               "template": template}  # fmt: skip
+    wrapped = {
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {"name": name},
+        "template": template,
+    }
     validate(wrapped, version)
 
 
@@ -65,8 +69,12 @@ def platform_image(variant: str = "") -> str:
 
 def unknown_settings(names: Iterable[str]) -> list[str]:
     """LLMOPS_* names that are no setting: pydantic-settings would ignore them silently."""
-    return [n for n in names if n.startswith("LLMOPS_")
-            and n.removeprefix("LLMOPS_").lower() not in Settings.model_fields]  # fmt: skip
+    return [
+        n
+        for n in names
+        if n.startswith("LLMOPS_")
+        and n.removeprefix("LLMOPS_").lower() not in Settings.model_fields
+    ]
 
 
 def containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -163,17 +163,25 @@ class Cluster:
         """A long-running process on `host`, in its own process group, output to a log file."""
         out = (self.root / "logs" / log).open("w")
         return subprocess.Popen(
-            self.command(host, args), cwd=REPO, env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            self.command(host, args),
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def run(
         self, host: str, args: list[str], env: dict[str, str], timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.command(host, args), cwd=REPO, env=env, capture_output=True, text=True,
+            self.command(host, args),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
             timeout=timeout,
-        )  # fmt: skip
+        )
 
     def python(self, host: str, code: str, env: dict[str, str], timeout: float = 120) -> str:
         """Run Python code on `host`; its stdout, or an error with its output and the logs."""
@@ -201,11 +209,25 @@ class Cluster:
         ray = str(BIN / "ray")
         common = ["--num-cpus", "1", "--object-store-memory", str(200 * 2**20), "--block"]
         head = [
-            ray, "start", "--head", "--node-ip-address", HOSTS["head"], "--port", str(GCS_PORT),
-            "--ray-client-server-port", str(CLIENT_PORT), "--dashboard-host", "0.0.0.0",
-            "--dashboard-port", str(DASHBOARD_PORT), "--temp-dir", str(self.root / "ray-head"),
-            "--labels", ",".join(f"{k}={v}" for k, v in CONTROL_LABELS.items()), *common,
-        ]  # fmt: skip
+            ray,
+            "start",
+            "--head",
+            "--node-ip-address",
+            HOSTS["head"],
+            "--port",
+            str(GCS_PORT),
+            "--ray-client-server-port",
+            str(CLIENT_PORT),
+            "--dashboard-host",
+            "0.0.0.0",
+            "--dashboard-port",
+            str(DASHBOARD_PORT),
+            "--temp-dir",
+            str(self.root / "ray-head"),
+            "--labels",
+            ",".join(f"{k}={v}" for k, v in CONTROL_LABELS.items()),
+            *common,
+        ]
         self.nodes["head"] = self.popen("head", head, "head.log", self.env())
         self._wait_for_gcs()
         self.start_worker()
@@ -213,10 +235,20 @@ class Cluster:
     def start_worker(self, log: str = "worker.log") -> None:
         """The Ray worker node joins the head; returns once two nodes are alive."""
         worker = [
-            str(BIN / "ray"), "start", "--address", self.gcs_address,
-            "--node-ip-address", HOSTS["worker"], "--temp-dir", str(self.root / "ray-worker"),
-            "--num-cpus", "1", "--object-store-memory", str(200 * 2**20), "--block",
-        ]  # fmt: skip
+            str(BIN / "ray"),
+            "start",
+            "--address",
+            self.gcs_address,
+            "--node-ip-address",
+            HOSTS["worker"],
+            "--temp-dir",
+            str(self.root / "ray-worker"),
+            "--num-cpus",
+            "1",
+            "--object-store-memory",
+            str(200 * 2**20),
+            "--block",
+        ]
         self.nodes["worker"] = self.popen("worker", worker, log, self.env())
         state = self.probe("nodes2", timeout=120)
         if len([n for n in state["nodes"] if n["alive"]]) != 2:

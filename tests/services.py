@@ -110,10 +110,20 @@ def mlflow_server(root: Path) -> Iterator[Server]:
     artifacts = root / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     args = [
-        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(artifacts), "--serve-artifacts", "--workers", "1",
-    ]  # fmt: skip
+        str(BIN / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(artifacts),
+        "--serve-artifacts",
+        "--workers",
+        "1",
+    ]
     started = time.monotonic()
     with _process(args, root / "mlflow-server.log") as proc:
         url = f"http://127.0.0.1:{port}"

@@ -65,10 +65,15 @@ def tiny_world(root: Path) -> Iterator[World]:
         _, train, _ = split_snapshot(settings, snapshot, EVAL_FRACTION)
         tokenizer = train_tokenizer(train["text"], 300)
         config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-            num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-            max_position_embeddings=64, eos_token_id=tokenizer.eos_token_id,
-        )  # fmt: skip
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            eos_token_id=tokenizer.eos_token_id,
+        )
         base_dir = settings.models_dir / "base" / "tiny"
         torch.manual_seed(0)
         LlamaForCausalLM(config).save_pretrained(base_dir)
@@ -104,27 +109,41 @@ def compressed(
     folder = world.settings.models_dir / "compressed" / name
     model = trained(world, steps)
     recipe_steps = [quantize_dynamic_int8(model)] if quantized else []
-    save_candidate(model, folder, {"method": "int8_dynamic", "steps": recipe_steps},
-                   world.base_dir)  # fmt: skip
+    save_candidate(model, folder, {"method": "int8_dynamic", "steps": recipe_steps}, world.base_dir)
     chosen = "int8-dynamic" if gate_passed else UNCOMPRESSED
     lineage = {
-        "data_snapshot": world.snapshot, "feature_view": "document_chunks",
-        "base_model": "tiny", "base_model_path": str(world.base_dir),
-        "base_model_sha256": manifest_digest(world.base_dir), "training_run": world.training_run,
-        "training_method": "full", "compression_method": chosen,
-    }  # fmt: skip
+        "data_snapshot": world.snapshot,
+        "feature_view": "document_chunks",
+        "base_model": "tiny",
+        "base_model_path": str(world.base_dir),
+        "base_model_sha256": manifest_digest(world.base_dir),
+        "training_run": world.training_run,
+        "training_method": "full",
+        "compression_method": chosen,
+    }
     with start_run(world.settings, f"compress-{name}") as run:
         mlflow.log_artifacts(str(folder), artifact_path="model")
         mlflow.set_tags({**lineage, "chosen": chosen})
     row = CandidateRow(
-        name="int8-dynamic", method="int8_dynamic", folder=str(folder), size_bytes=1,
-        parameters=1, latency_ms_p50=1.0, tokens_per_s=1.0, perplexity=1.0,
-    )  # fmt: skip
+        name="int8-dynamic",
+        method="int8_dynamic",
+        folder=str(folder),
+        size_bytes=1,
+        parameters=1,
+        latency_ms_p50=1.0,
+        tokens_per_s=1.0,
+        perplexity=1.0,
+    )
     baseline = row.model_copy(update={"name": UNCOMPRESSED, "method": "none"})
     return CompressReport(
-        run_id=run.info.run_id, source_run_id=world.training_run, snapshot_id=world.snapshot,
-        baseline=baseline, candidates=[row], chosen=chosen, lineage=lineage,
-    )  # fmt: skip
+        run_id=run.info.run_id,
+        source_run_id=world.training_run,
+        snapshot_id=world.snapshot,
+        baseline=baseline,
+        candidates=[row],
+        chosen=chosen,
+        lineage=lineage,
+    )
 
 
 def promote(

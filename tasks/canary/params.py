@@ -84,14 +84,17 @@ def report_markdown(outcome: CanaryOutcome) -> str:
         for role in ("champion", "challenger"):
             f = s.stats[role]
             q = "n/a" if f["quality_bpb"] is None else f"{f['quality_bpb']:.4f}"
-            rows.append(f"| {s.percent:g}% | {role} | {f['requests']:.0f} | {f['errors']:.0f} | "
-                        f"{f['p95_ms']:.1f} | {q} | {s.action} | {s.replayed} |")  # fmt: skip
+            rows.append(
+                f"| {s.percent:g}% | {role} | {f['requests']:.0f} | {f['errors']:.0f} | "
+                f"{f['p95_ms']:.1f} | {q} | {s.action} | {s.replayed} |"
+            )
     reasons = "\n".join(f"- {r}" for r in o.steps[-1].reasons) if o.steps else ""
     return (
         f"# Canary of {o.model_name} v{o.challenger} against v{o.champion}: {o.verdict}\n\n"
         f"Champion now v{o.champion_now or 'none'}, challenger v{o.challenger_now or 'none'}, "
         f"served: {', '.join(f'v{v}' for v in o.served_now) or 'nothing answered'}\n\n"
         "| step | version | requests | errors (5xx) | p95 ms | bits/byte | verdict | replayed |\n"
-        "|---|---|---:|---:|---:|---:|---|---:|\n" + "\n".join(rows) +
-        f"\n\n## Reasons at the last step\n\n{reasons}\n"
-    )  # fmt: skip
+        "|---|---|---:|---:|---:|---:|---|---:|\n"
+        + "\n".join(rows)
+        + f"\n\n## Reasons at the last step\n\n{reasons}\n"
+    )

@@ -60,8 +60,10 @@ def held_out_for(clients: Clients, name: str, version: str) -> tuple[list[str], 
     registry = clients.registry
     tags = registry.version_tags(name, version)
     if not {"training_run", "data_snapshot"} <= set(tags):
-        raise ValueError(f"{name} v{version} lacks the training_run/data_snapshot tags: "
-                         "no held-out texts to measure quality and replay on")  # fmt: skip
+        raise ValueError(
+            f"{name} v{version} lacks the training_run/data_snapshot tags: "
+            "no held-out texts to measure quality and replay on"
+        )
     run = registry.client.get_run(tags["training_run"]).data.params
     texts = held_out_texts(clients.settings, tags["data_snapshot"], float(run["eval_fraction"]))
     return texts, int(run["seq_len"])
@@ -95,11 +97,13 @@ def replay(
     with clients.serve.http(params.router_url) as client:
         for i in range(n):
             for version in versions.values():
-                body = {"model": params.model_name, "prompt": prompts[i % len(prompts)],
-                        "max_tokens": params.replay_max_tokens}  # fmt: skip
+                body = {
+                    "model": params.model_name,
+                    "prompt": prompts[i % len(prompts)],
+                    "max_tokens": params.replay_max_tokens,
+                }
                 with contextlib.suppress(httpx.HTTPError):  # the router's log says what came
-                    client.post("/v1/completions", json=body,
-                                headers={"x-llmops-version": version})  # fmt: skip
+                    client.post("/v1/completions", json=body, headers={"x-llmops-version": version})
                 sent += 1
     return sent
 
@@ -112,15 +116,21 @@ def step_stats(
         rows = frame[frame["version"] == version]
         latency = rows["latency_ms"].to_numpy(dtype=float)
         p95 = float(np.percentile(latency, 95)) if len(latency) else float("nan")
-        out[role] = VersionStats(len(rows), int((rows["status"] >= 500).sum()), p95,
-                                 (quality or {}).get(role))  # fmt: skip
+        out[role] = VersionStats(
+            len(rows), int((rows["status"] >= 500).sum()), p95, (quality or {}).get(role)
+        )
     return out
 
 
 def run_step(
-    clients: Clients, params: CanaryParams, versions: dict[str, str], percent: float,
-    last: bool, quality: dict[str, float] | None, prompts: list[str],
-) -> StepResult:  # fmt: skip
+    clients: Clients,
+    params: CanaryParams,
+    versions: dict[str, str],
+    percent: float,
+    last: bool,
+    quality: dict[str, float] | None,
+    prompts: list[str],
+) -> StepResult:
     """Set the split, gather stats since, replay if short, until a verdict or max_wait_s."""
     roles = canary_weights(percent)
     split = {versions[r]: roles[r] for r in ("challenger", "champion")}
@@ -140,43 +150,84 @@ def run_step(
             replayed += replay(clients, params, versions, prompts, short)
         else:
             time.sleep(min(2.0, params.max_wait_s))
-    figures = {role: {"requests": s.requests, "errors": s.errors, "p95_ms": s.p95_ms,
-                      "quality_bpb": s.quality} for role, s in stats.items()}  # fmt: skip
-    return StepResult(percent=percent, action=verdict.action, reasons=list(verdict.reasons),
-                      stats=figures, replayed=replayed, seconds=round(waited, 2))  # fmt: skip
+    figures = {
+        role: {
+            "requests": s.requests,
+            "errors": s.errors,
+            "p95_ms": s.p95_ms,
+            "quality_bpb": s.quality,
+        }
+        for role, s in stats.items()
+    }
+    return StepResult(
+        percent=percent,
+        action=verdict.action,
+        reasons=list(verdict.reasons),
+        stats=figures,
+        replayed=replayed,
+        seconds=round(waited, 2),
+    )
 
 
 def conclude(
-    clients: Clients, params: CanaryParams, versions: dict[str, str], steps: list[StepResult],
+    clients: Clients,
+    params: CanaryParams,
+    versions: dict[str, str],
+    steps: list[StepResult],
     actor: str,
-) -> CanaryOutcome:  # fmt: skip
+) -> CanaryOutcome:
     """Promote (challenger 100 %, aliases moved, app redeployed with the new champion only),
     roll back (challenger 0 %, alias cleared), or, when a step never got enough requests,
     leave the aliases as they are with the champion taking all traffic again."""
     registry, serve, name = clients.registry, clients.serve, params.model_name
     last = steps[-1]
     why = "; ".join(last.reasons)
-    figures = {f"{r}_{k}": float(v) for r, s in last.stats.items() for k, v in s.items()
-               if v is not None}  # fmt: skip
+    figures = {
+        f"{r}_{k}": float(v) for r, s in last.stats.items() for k, v in s.items() if v is not None
+    }
     new, old = versions["challenger"], versions["champion"]
     if last.action == "promote":
         serve.set_weights({new: 100.0, old: 0.0}, params.app_name)
-        registry.set_alias(name, CHAMPION, new, action="promote", actor=actor, metrics=figures,
-                           reason=f"canary passed at {last.percent:g}%: {why}")  # fmt: skip
-        registry.set_alias(name, CHALLENGER, None, action="clear", actor=actor,
-                           reason=f"v{new} promoted to champion by the canary")  # fmt: skip
+        registry.set_alias(
+            name,
+            CHAMPION,
+            new,
+            action="promote",
+            actor=actor,
+            metrics=figures,
+            reason=f"canary passed at {last.percent:g}%: {why}",
+        )
+        registry.set_alias(
+            name,
+            CHALLENGER,
+            None,
+            action="clear",
+            actor=actor,
+            reason=f"v{new} promoted to champion by the canary",
+        )
         serve.deploy(name, {new: 100.0}, params.app_name, **params.deploy_options())
         verdict = "promoted"
     else:
         serve.set_weights({new: 0.0, old: 100.0}, params.app_name)
         if last.action == "rollback":
-            registry.set_alias(name, CHALLENGER, None, action="rollback", actor=actor,
-                               metrics=figures,
-                               reason=f"canary failed at {last.percent:g}%: {why}")  # fmt: skip
+            registry.set_alias(
+                name,
+                CHALLENGER,
+                None,
+                action="rollback",
+                actor=actor,
+                metrics=figures,
+                reason=f"canary failed at {last.percent:g}%: {why}",
+            )
         verdict = "rolled back" if last.action == "rollback" else "inconclusive"
     aliases = registry.aliases(name)
     return CanaryOutcome(
-        model_name=name, champion=old, challenger=new, verdict=verdict, steps=steps,
-        champion_now=aliases.get(CHAMPION), challenger_now=aliases.get(CHALLENGER),
+        model_name=name,
+        champion=old,
+        challenger=new,
+        verdict=verdict,
+        steps=steps,
+        champion_now=aliases.get(CHAMPION),
+        challenger_now=aliases.get(CHALLENGER),
         served_now=serve.served_versions(params.router_url),
-    )  # fmt: skip
+    )

@@ -57,4 +57,3 @@ class Clients:
         from tasks.clients.ray_cluster import ensure_ray
 
         return ensure_ray(self.settings)
-

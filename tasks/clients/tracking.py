@@ -66,8 +66,12 @@ def run_base_model(run: Run, settings: Settings) -> Path:
     local = settings.models_dir / "base" / f"run-{run.info.run_id}"
     if local.exists():
         return local
-    listed = {a.path for a in mlflow.MlflowClient(settings.tracking_uri).list_artifacts(
-        run.info.run_id, BASE_MODEL_ARTIFACT)}  # fmt: skip
+    listed = {
+        a.path
+        for a in mlflow.MlflowClient(settings.tracking_uri).list_artifacts(
+            run.info.run_id, BASE_MODEL_ARTIFACT
+        )
+    }
     if not listed:
         raise FileNotFoundError(
             f"the base model of run {run.info.run_id} ({named}) is not on this machine and the "
@@ -76,9 +80,11 @@ def run_base_model(run: Run, settings: Settings) -> Path:
         )
     with tempfile.TemporaryDirectory() as tmp:
         fetched = mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path=BASE_MODEL_ARTIFACT, dst_path=tmp,
+            run_id=run.info.run_id,
+            artifact_path=BASE_MODEL_ARTIFACT,
+            dst_path=tmp,
             tracking_uri=settings.tracking_uri,
-        )  # fmt: skip
+        )
         manifested = (Path(fetched) / MANIFEST).exists()
         copy_verified(Path(fetched), local, settings.allow_pickle, digest if manifested else None)
     return local

@@ -109,23 +109,35 @@ def _candidate(
     """Build, save, reload from disk (what is measured is what was saved), train if asked."""
     model = load_candidate(reference)
     with start_run(settings, method, experiment=EXPERIMENT, nested=True) as child:
-        train = {"batch_size": source.batch_size, "seq_len": source.seq_len,
-                 "learning_rate": params.learning_rate}  # fmt: skip
+        train = {
+            "batch_size": source.batch_size,
+            "seq_len": source.seq_len,
+            "learning_rate": params.learning_rate,
+        }
         if method == "distill":
             layers = params.student_layers or max(1, model.config.num_hidden_layers // 2)
             name, steps, sparse = f"distill-{layers}L", [], set()
             model = make_student(model, layers)
         else:
             name, steps, sparse = build(method, model, params, data)
-        folder = save_candidate(model, out / name, {"method": method, "steps": steps}, reference,
-                                sparse=sparse)  # fmt: skip
+        folder = save_candidate(
+            model, out / name, {"method": method, "steps": steps}, reference, sparse=sparse
+        )
         trained = params.distill_steps if method == "distill" else params.recovery_steps
         if trained and (method in TRAINABLE or method == "distill"):
             ensure_ray(settings)
             teacher = reference if method == "distill" else None
             distill = {"temperature": params.distill_temperature, "alpha": params.distill_alpha}
-            train_candidate(folder, trained, data.train, settings, child.info.run_id, train,
-                            teacher=teacher, distill=distill)  # fmt: skip
+            train_candidate(
+                folder,
+                trained,
+                data.train,
+                settings,
+                child.info.run_id,
+                train,
+                teacher=teacher,
+                distill=distill,
+            )
             name = name if method == "distill" else f"{name}+recovery"
             folder = folder.rename(folder.with_name(name))
         row = _row(name, method, load_candidate(folder), data, (folder,), params)

@@ -28,8 +28,9 @@ class CompressReport(BaseModel):
     """The compression stage's result: every candidate measured against the uncompressed
     model, and the one chosen."""
 
-    run_id: str = Field(description="MLflow run of this compression; the chosen model is its "
-                        "`model` artifact.")  # fmt: skip
+    run_id: str = Field(
+        description="MLflow run of this compression; the chosen model is its `model` artifact."
+    )
     source_run_id: str = Field(description="The fine-tuning run that was compressed.")
     snapshot_id: str = Field(description="Ingest snapshot whose held-out rows measured them.")
     baseline: CandidateRow = Field(description="The uncompressed model, measured the same way.")
@@ -77,9 +78,16 @@ def comparison_markdown(report: CompressReport) -> str:
 
 
 Method = Literal[
-    "merge", "bf16", "fp16", "int8_dynamic", "int8_static",
-    "magnitude", "structured", "lowrank", "distill",
-]  # fmt: skip
+    "merge",
+    "bf16",
+    "fp16",
+    "int8_dynamic",
+    "int8_static",
+    "magnitude",
+    "structured",
+    "lowrank",
+    "distill",
+]
 
 
 class GateParams(BaseModel):
@@ -95,10 +103,17 @@ class CompressParams(BaseModel):
 
     source_run_id: str | None = Field(None, description="Fine-tuning run; empty = the latest.")
     methods: list[Method] = Field(
-        default=["merge", "bf16", "int8_dynamic", "int8_static", "magnitude", "structured",
-                 "lowrank"],
+        default=[
+            "merge",
+            "bf16",
+            "int8_dynamic",
+            "int8_static",
+            "magnitude",
+            "structured",
+            "lowrank",
+        ],
         description="Candidates to build; 'distill' trains a smaller student (slow).",
-    )  # fmt: skip
+    )
     half_dtype: Literal["bf16", "fp16"] = Field("bf16", description="Half-precision type.")
     sparsity: float = Field(0.5, gt=0, lt=1, description="Magnitude pruning: share of zeros.")
     structured_target: Literal["mlp", "heads"] = Field(

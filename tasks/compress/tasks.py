@@ -1,6 +1,5 @@
 """The compression stage's Prefect tasks: thin wrappers over `candidates`, the report."""
 
-
 from __future__ import annotations
 
 from prefect import task

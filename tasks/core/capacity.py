@@ -53,8 +53,11 @@ class CapacityPlan:
         return [
             ("GPU", f"{self.gpu_type} ({self.gpu_memory / GIB:.0f} GiB)"),
             ("GPUs", str(self.gpus)),
-            ("parallelism", f"{self.parallelism}: {self.data_parallel} replica(s) x "
-             f"{self.pipeline_stages} stage(s)"),
+            (
+                "parallelism",
+                f"{self.parallelism}: {self.data_parallel} replica(s) x "
+                f"{self.pipeline_stages} stage(s)",
+            ),
             ("micro-batch per GPU", str(self.micro_batch)),
             ("micro-batches per step", str(self.micro_batches)),
             ("global batch", str(self.global_batch)),
@@ -62,19 +65,28 @@ class CapacityPlan:
             ("memory per GPU", f"{self.memory.total / GIB:.2f} GiB"),
             ("headroom", f"{self.headroom / GIB:.2f} GiB"),
             ("trainable parameters", f"{self.shape.trainable:,} of {self.shape.parameters:,}"),
-        ]  # fmt: skip
+        ]
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "gpu_type": self.gpu_type, "gpus": self.gpus, "parallelism": self.parallelism,
-            "data_parallel": self.data_parallel, "pipeline_stages": self.pipeline_stages,
-            "micro_batch": self.micro_batch, "micro_batches": self.micro_batches,
-            "global_batch": self.global_batch, "idle_fraction": self.idle_fraction,
-            "memory_per_gpu_gib": self.memory.total / GIB, "headroom_gib": self.headroom / GIB,
-            "memory": self.memory.table(), "parameters": self.shape.parameters,
-            "trainable": self.shape.trainable, "layers": self.shape.layers,
-            "hidden": self.shape.hidden, "vocab": self.shape.vocab,
-        }  # fmt: skip
+            "gpu_type": self.gpu_type,
+            "gpus": self.gpus,
+            "parallelism": self.parallelism,
+            "data_parallel": self.data_parallel,
+            "pipeline_stages": self.pipeline_stages,
+            "micro_batch": self.micro_batch,
+            "micro_batches": self.micro_batches,
+            "global_batch": self.global_batch,
+            "idle_fraction": self.idle_fraction,
+            "memory_per_gpu_gib": self.memory.total / GIB,
+            "headroom_gib": self.headroom / GIB,
+            "memory": self.memory.table(),
+            "parameters": self.shape.parameters,
+            "trainable": self.shape.trainable,
+            "layers": self.shape.layers,
+            "hidden": self.shape.hidden,
+            "vocab": self.shape.vocab,
+        }
 
 
 def idle_fraction(micro_batches: int, stages: int) -> float:
@@ -206,10 +218,19 @@ def plan_capacity(
         replicas = min(math.ceil(global_batch / micro), max_gpus)
         micro, steps = _split(math.ceil(global_batch / replicas), micro)
         return CapacityPlan(
-            gpu_type, replicas, "data-parallel", replicas, 1, micro, steps,
-            replicas * micro * steps, 0.0, estimate_memory(shape, precision, micro, seq_len),
-            gpu_memory, shape,
-        )  # fmt: skip
+            gpu_type,
+            replicas,
+            "data-parallel",
+            replicas,
+            1,
+            micro,
+            steps,
+            replicas * micro * steps,
+            0.0,
+            estimate_memory(shape, precision, micro, seq_len),
+            gpu_memory,
+            shape,
+        )
 
     for stages in range(2, shape.layers + 1):
         fits = _largest_micro(shape, stages, precision, seq_len, budget, global_batch)
@@ -232,10 +253,19 @@ def plan_capacity(
     micro = min(fits, max(1, global_batch // (MICRO_BATCHES_PER_STAGE * stages)))
     m = math.ceil(global_batch / micro)
     return CapacityPlan(
-        gpu_type, stages, "pipeline", 1, stages, micro, m, m * micro, idle_fraction(m, stages),
+        gpu_type,
+        stages,
+        "pipeline",
+        1,
+        stages,
+        micro,
+        m,
+        m * micro,
+        idle_fraction(m, stages),
         stage_memory(shape, stages, precision, micro, seq_len, min(m, stages)),
-        gpu_memory, shape,
-    )  # fmt: skip
+        gpu_memory,
+        shape,
+    )
 
 
 def plan_for(

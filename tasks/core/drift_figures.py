@@ -80,17 +80,59 @@ def measurements(
     ascii_se = _se((cur.non_ascii_share, cur.rows), (ref.non_ascii_share, ref.rows))
     unseen = (None, None) if training else (_rate(cur.unseen_rate), _rate(ref.unseen_rate))
     out = [
-        Measurement("prompt embeddings", "input", "at_least", auc, None, t.embedding_auc,
-                    embedded, "embedding drift is switched off", auc_se(embedded, embedded)),
-        Measurement("language", "input", "at_least", distances.get("language"), None,
-                    t.language_distance, rows, "", jensenshannon_se(cur.rows, ref.rows, languages)),
-        Measurement("OOV rate", "input", "increase", _rate(cur.oov_rate), _rate(ref.oov_rate),
-                    t.oov_increase, rows, "no training vocabulary (no ingest snapshot)", oov_se),
-        Measurement("non-ASCII share", "input", "increase", cur.non_ascii_share,
-                    ref.non_ascii_share, t.non_ascii_increase, rows, se=ascii_se),
-        Measurement("never-seen words", "input", "increase", *unseen, t.unseen_increase, rows,
-                    "the OOV rate says it when the reference is the training data"),
-    ]  # fmt: skip
+        Measurement(
+            "prompt embeddings",
+            "input",
+            "at_least",
+            auc,
+            None,
+            t.embedding_auc,
+            embedded,
+            "embedding drift is switched off",
+            auc_se(embedded, embedded),
+        ),
+        Measurement(
+            "language",
+            "input",
+            "at_least",
+            distances.get("language"),
+            None,
+            t.language_distance,
+            rows,
+            "",
+            jensenshannon_se(cur.rows, ref.rows, languages),
+        ),
+        Measurement(
+            "OOV rate",
+            "input",
+            "increase",
+            _rate(cur.oov_rate),
+            _rate(ref.oov_rate),
+            t.oov_increase,
+            rows,
+            "no training vocabulary (no ingest snapshot)",
+            oov_se,
+        ),
+        Measurement(
+            "non-ASCII share",
+            "input",
+            "increase",
+            cur.non_ascii_share,
+            ref.non_ascii_share,
+            t.non_ascii_increase,
+            rows,
+            se=ascii_se,
+        ),
+        Measurement(
+            "never-seen words",
+            "input",
+            "increase",
+            *unseen,
+            t.unseen_increase,
+            rows,
+            "the OOV rate says it when the reference is the training data",
+        ),
+    ]
     for column, kind in LENGTHS.items():
         value = None if training else distances.get(column)
         note = "the training data has no requests" if training else "not in both windows"
@@ -110,11 +152,28 @@ def _miss(cur: WindowFigures, ref: WindowFigures, t: DriftThresholds) -> Measure
     if ref.retrieval_rows:
         before = (ref.miss_rate, ref.retrieval_rows)
         rows = min(cur.retrieval_rows, ref.retrieval_rows)
-        return Measurement(name, "input", "increase", _rate(cur.miss_rate), _rate(ref.miss_rate),
-                           t.miss_increase, rows, se=_se(now, before))  # fmt: skip
+        return Measurement(
+            name,
+            "input",
+            "increase",
+            _rate(cur.miss_rate),
+            _rate(ref.miss_rate),
+            t.miss_increase,
+            rows,
+            se=_se(now, before),
+        )
     # No retrieval in the reference (training data, or a period without RAG): absolute level.
-    return Measurement(name, "input", "at_least", _rate(cur.miss_rate), None, t.max_miss_rate,
-                       cur.retrieval_rows, "no request retrieved", _se(now))  # fmt: skip
+    return Measurement(
+        name,
+        "input",
+        "at_least",
+        _rate(cur.miss_rate),
+        None,
+        t.max_miss_rate,
+        cur.retrieval_rows,
+        "no request retrieved",
+        _se(now),
+    )
 
 
 def _service(
@@ -127,18 +186,49 @@ def _service(
         if before is None:
             se = _se((now.error_rate, now.requests))
             out += [
-                Measurement(errors, "service", "at_least", now.error_rate, None,
-                            t.max_error_rate, now.requests, se=se),
-                Measurement(latency, "service", "ratio", None, None, t.p95_latency_ratio,
-                            now.requests, "the reference has no requests of this version"),
-            ]  # fmt: skip
+                Measurement(
+                    errors,
+                    "service",
+                    "at_least",
+                    now.error_rate,
+                    None,
+                    t.max_error_rate,
+                    now.requests,
+                    se=se,
+                ),
+                Measurement(
+                    latency,
+                    "service",
+                    "ratio",
+                    None,
+                    None,
+                    t.p95_latency_ratio,
+                    now.requests,
+                    "the reference has no requests of this version",
+                ),
+            ]
             continue
         rows = min(now.requests, before.requests)
         se = _se((now.error_rate, now.requests), (before.error_rate, before.requests))
         out += [
-            Measurement(errors, "service", "increase", now.error_rate, before.error_rate,
-                        t.error_rate_increase, rows, se=se),
-            Measurement(latency, "service", "ratio", _rate(now.p95_ms), _rate(before.p95_ms),
-                        t.p95_latency_ratio, rows),
-        ]  # fmt: skip
+            Measurement(
+                errors,
+                "service",
+                "increase",
+                now.error_rate,
+                before.error_rate,
+                t.error_rate_increase,
+                rows,
+                se=se,
+            ),
+            Measurement(
+                latency,
+                "service",
+                "ratio",
+                _rate(now.p95_ms),
+                _rate(before.p95_ms),
+                t.p95_latency_ratio,
+                rows,
+            ),
+        ]
     return out

@@ -1,6 +1,5 @@
 """The embed stage's Prefect tasks: thin wrappers over `index`, and the report artifact."""
 
-
 from __future__ import annotations
 
 from prefect import task
@@ -23,9 +22,12 @@ def index_snapshot(params: EmbedParams) -> EmbedReport:
         if not use_ray(params.on_ray, settings.ray_address):
             return embed_snapshot(params, settings, index, embedder)
         encoder = RayEncoder(
-            settings, params.model, params.encode_batch_size, params.ray_actors,
+            settings,
+            params.model,
+            params.encode_batch_size,
+            params.ray_actors,
             params.cpus_per_actor,
-        )  # fmt: skip
+        )
         with encoder:
             return embed_snapshot(params, settings, index, embedder, encoder)
 

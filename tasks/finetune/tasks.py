@@ -1,6 +1,5 @@
 """The fine-tuning stage's Prefect tasks: thin wrappers over `trainer`, and the report artifact."""
 
-
 from __future__ import annotations
 
 import base64
@@ -39,17 +38,27 @@ def publish_finetune_report(report: FinetuneReport) -> None:
     plt.close(fig)
     image = base64.b64encode(buffer.getvalue()).decode()
     rows = [
-        ("steps", report.steps), ("resumed from step", report.resumed_from),
-        ("final loss", f"{report.final_loss:.4f}"), ("tokens/s", f"{report.tokens_per_s:.0f}"),
+        ("steps", report.steps),
+        ("resumed from step", report.resumed_from),
+        ("final loss", f"{report.final_loss:.4f}"),
+        ("tokens/s", f"{report.tokens_per_s:.0f}"),
         ("perplexity before", f"{report.perplexity_before:.1f}"),
         ("perplexity after", f"{report.perplexity_after:.1f}"),
-        ("trainable", f"{report.trainable_parameters} of {report.parameters} "
-         f"({100 * report.trainable_fraction:.2f}%)"),
+        (
+            "trainable",
+            f"{report.trainable_parameters} of {report.parameters} "
+            f"({100 * report.trainable_fraction:.2f}%)",
+        ),
         ("memory estimate / worker", f"{report.memory_gib:.3f} GiB"),
-        *((f"{u.part}: held / used", f"{u.cpu_core_s:.0f} CPU-core-s / {u.cpu_s:.0f} CPU-s, "
-           f"{u.gpu_s:.0f} GPU-s, peak {u.peak_memory_bytes / 2**20:.0f} MiB")
-          for u in report.usage),
-    ]  # fmt: skip
+        *(
+            (
+                f"{u.part}: held / used",
+                f"{u.cpu_core_s:.0f} CPU-core-s / {u.cpu_s:.0f} CPU-s, "
+                f"{u.gpu_s:.0f} GPU-s, peak {u.peak_memory_bytes / 2**20:.0f} MiB",
+            )
+            for u in report.usage
+        ),
+    ]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     memory = "\n".join(f"| {m['part']} | {m['GiB']} |" for m in report.memory)
     create_markdown_artifact(

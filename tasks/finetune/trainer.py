@@ -90,9 +90,12 @@ def _finetune(params: FinetuneParams, settings: Settings, driver: ProcessMeter) 
         started = time.perf_counter()
         result = build_trainer(params, plan.base_path, plan.data.train, settings, run_id).fit()
         workers = ray_worker_usage(
-            result.metrics["worker_usage"], time.perf_counter() - started,
-            params.cpus_per_worker, params.use_gpu, settings.prices.gpu_type,
-        )  # fmt: skip
+            result.metrics["worker_usage"],
+            time.perf_counter() - started,
+            params.cpus_per_worker,
+            params.use_gpu,
+            settings.prices.gpu_type,
+        )
         with result.checkpoint.as_directory() as folder:
             load_trainable(Path(folder), base)
         ppl_after = perplexity(base, eval_rows)

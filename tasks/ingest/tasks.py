@@ -1,6 +1,5 @@
 """The ingest stage's Prefect tasks: thin wrappers over `documents`, and the report artifact."""
 
-
 from __future__ import annotations
 
 from pathlib import Path

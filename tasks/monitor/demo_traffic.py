@@ -233,7 +233,12 @@ def retrieval_scorer(
     def score(prompts: Sequence[str]) -> list[list[dict[str, Any]]]:
         sims = np.asarray(embed(prompts)) @ index.T
         best = np.argsort(-sims, axis=1)[:, :top_k]
-        return [[{"doc_id": f"passage-{j}", "source": f"passage-{j}", "score": float(s[j])}
-                 for j in row] for s, row in zip(sims, best, strict=True)]  # fmt: skip
+        return [
+            [
+                {"doc_id": f"passage-{j}", "source": f"passage-{j}", "score": float(s[j])}
+                for j in row
+            ]
+            for s, row in zip(sims, best, strict=True)
+        ]
 
     return score

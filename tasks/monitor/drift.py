@@ -176,8 +176,14 @@ def compare_windows(
     languages = pd.concat([f.current["language"], f.reference["language"]])
     shares = languages.value_counts(normalize=True)
     found = measurements(*f.figures, distances, embedding, t, int((shares >= 0.01).sum()))
-    verdict = decide(len(f.current), len(f.reference), found, params.min_rows,
-                     params.min_group_rows, params.retrain_on)  # fmt: skip
+    verdict = decide(
+        len(f.current),
+        len(f.reference),
+        found,
+        params.min_rows,
+        params.min_group_rows,
+        params.retrain_on,
+    )
     return MonitorReport(
         model_name=params.model_name,
         current_window=windows.current_label,

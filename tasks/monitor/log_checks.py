@@ -77,6 +77,12 @@ def check_request_log(frame: pd.DataFrame, max_latency_ms: float) -> list[LogChe
             raise RuntimeError(f"expectation errored: {r.exception_info['exception_message']}")
         config = r.expectation_config
         unexpected = int(r.result.get("unexpected_count") or 0)
-        checks.append(LogCheck(expectation=config.type, reason=config.meta["reason"],
-                               success=bool(r.success), unexpected=unexpected))  # fmt: skip
+        checks.append(
+            LogCheck(
+                expectation=config.type,
+                reason=config.meta["reason"],
+                success=bool(r.success),
+                unexpected=unexpected,
+            )
+        )
     return checks

@@ -1,6 +1,5 @@
 """The monitoring stage's Prefect tasks: thin wrappers over `drift`, and the report artifacts."""
 
-
 from __future__ import annotations
 
 from datetime import UTC, datetime

@@ -14,9 +14,15 @@ from tasks.core.promotion import REGISTERED_MODEL
 
 SCORE_COLUMNS = ("candidate_bpb", "base_bpb", "champion_bpb")
 LINEAGE_KEYS = (
-    "data_snapshot", "feature_view", "base_model", "base_model_path", "base_model_sha256",
-    "training_run", "training_method", "compression_method",
-)  # fmt: skip
+    "data_snapshot",
+    "feature_view",
+    "base_model",
+    "base_model_path",
+    "base_model_sha256",
+    "training_run",
+    "training_method",
+    "compression_method",
+)
 
 
 class PromoteParams(BaseModel):

@@ -74,9 +74,12 @@ def register_candidate(
         reason = f"registered from compression run {candidate.compress_run_id} ({candidate.chosen})"
         registry.set_alias(name, CHALLENGER, version, action="register", reason=reason, actor=actor)
     return Registered(
-        model_name=name, version=version, parent_version=parent, manifest_digest=digest,
+        model_name=name,
+        version=version,
+        parent_version=parent,
+        manifest_digest=digest,
         reused=reused,
-    )  # fmt: skip
+    )
 
 
 def evaluate_models(candidate: Candidate, registered: Registered, settings: Settings) -> Evaluation:
@@ -188,24 +191,35 @@ def apply_decision(
     pending = promote and canary and evaluation.champion_version not in (None, version)
     if pending:
         promote = False
-        reasons.append(f"left as challenger: a canary rollout against v"
-                       f"{evaluation.champion_version} decides on live traffic")  # fmt: skip
+        reasons.append(
+            f"left as challenger: a canary rollout against v"
+            f"{evaluation.champion_version} decides on live traffic"
+        )
     changes: list[AliasChange] = []
     if promote:
         why = "; ".join(reasons)
         changes.append(
             registry.set_alias(
-                name, CHAMPION, version, action=promotion.PROMOTE, reason=why, actor=actor,
+                name,
+                CHAMPION,
+                version,
+                action=promotion.PROMOTE,
+                reason=why,
+                actor=actor,
                 metrics=evaluation.metrics(),
             )
-        )  # fmt: skip
+        )
         if registry.aliases(name).get(CHALLENGER) == version:
             changes.append(
                 registry.set_alias(
-                    name, CHALLENGER, None, action="clear", actor=actor,
+                    name,
+                    CHALLENGER,
+                    None,
+                    action="clear",
+                    actor=actor,
                     reason=f"v{version} promoted to champion",
                 )
-            )  # fmt: skip
+            )
     if evaluation.champion_version != version:  # a re-run leaves the champion's record alone
         tags = {
             "decision": "promoted" if promote else "canary" if pending else "not promoted",
@@ -213,8 +227,11 @@ def apply_decision(
             **{k: f"{v:.6f}" for k, v in evaluation.metrics().items()},
         }
         if approval is not None:
-            tags |= {"approval": verdict, "reviewer": approval.reviewer,
-                     "review_reason": approval.reason}  # fmt: skip
+            tags |= {
+                "approval": verdict,
+                "reviewer": approval.reviewer,
+                "review_reason": approval.reason,
+            }
         registry.tag_version(name, version, tags)
     aliases = registry.aliases(name)
     return PromoteReport(

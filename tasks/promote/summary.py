@@ -27,13 +27,23 @@ def summary_rows(
     usage: list[StageUsage] | None = None,
 ) -> list[dict[str, object]]:
     chosen, base = compressed.chosen_row, compressed.baseline
-    rolled_out = [
-        {"stage": "canary", "metric": f"v{canary.challenger} vs v{canary.champion}",
-         "value": canary.verdict},
-        {"stage": "canary", "metric": "steps", "value": " -> ".join(
-            f"{s.percent:g}% {s.action}" for s in canary.steps)},
-        {"stage": "canary", "metric": "champion now", "value": canary.champion_now or "none"},
-    ] if canary else []  # fmt: skip
+    rolled_out = (
+        [
+            {
+                "stage": "canary",
+                "metric": f"v{canary.challenger} vs v{canary.champion}",
+                "value": canary.verdict,
+            },
+            {
+                "stage": "canary",
+                "metric": "steps",
+                "value": " -> ".join(f"{s.percent:g}% {s.action}" for s in canary.steps),
+            },
+            {"stage": "canary", "metric": "champion now", "value": canary.champion_now or "none"},
+        ]
+        if canary
+        else []
+    )
     return [
         {"stage": "ingest", "metric": "read", "value": ingest.read},
         {"stage": "ingest", "metric": "accepted", "value": ingest.accepted},
@@ -101,9 +111,12 @@ def cost_rows(usage: list[StageUsage], model: str, version: str | None) -> list[
     rows.append({"stage": "total", "metric": f"cost {currency}", "value": round(total, 6)})
     if version:
         rows.append(
-            {"stage": f"{model} v{version}", "metric": f"cost {currency}",
-             "value": round(version_cost(usage), 6)}
-        )  # fmt: skip
+            {
+                "stage": f"{model} v{version}",
+                "metric": f"cost {currency}",
+                "value": round(version_cost(usage), 6),
+            }
+        )
     return rows
 
 

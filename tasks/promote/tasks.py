@@ -1,7 +1,6 @@
 """The promotion stage's Prefect tasks: wrappers over `registration`, a reviewer's answer,
 the artifacts."""
 
-
 from __future__ import annotations
 
 import re
@@ -66,8 +65,9 @@ def apply_decision_task(
     canary: bool = False,
 ) -> PromoteReport:
     settings = get_settings()
-    return apply_decision(registered, evaluation, decision, approval, settings, current_actor(),
-                          canary)  # fmt: skip
+    return apply_decision(
+        registered, evaluation, decision, approval, settings, current_actor(), canary
+    )
 
 
 @task

@@ -25,6 +25,7 @@ RECIPE = "compression.json"
 WEIGHTS = "model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
+
 def _encode(state: dict[str, torch.Tensor], sparse: set[str]) -> dict[str, torch.Tensor]:
     """Drop tensors that share storage with an earlier one (tied weights) and store the
     listed ones as non-zero values plus a packed bit mask."""

@@ -116,8 +116,10 @@ def test_a_person_approves_or_rejects_and_the_decision_is_recorded(
     assert registry.version_tags(name, "1")["reviewer"] == "ada"
     tags = registry.version_tags(name, "2")
     assert (tags["approval"], tags["reviewer"], tags["review_reason"]) == (
-        "rejected", "grace", "wait for the canary",
-    )  # fmt: skip
+        "rejected",
+        "grace",
+        "wait for the canary",
+    )
     promoted = [c for c in alias_history(name, settings) if c.alias == CHAMPION]
     assert [(c.version, c.actor) for c in promoted] == [("1", "ada")]
 
@@ -147,8 +149,9 @@ def test_a_person_approves_or_rejects_and_the_decision_is_recorded(
 def test_rollback_flow_puts_the_previous_champion_back(prefect_harness, make_report) -> None:
     name, settings = "rolled", get_settings()
     for steps in (8, 30):  # two champions, the second better
-        report = promote_model(PromoteParams(compress_report=make_report(f"r{steps}", steps),
-                                             model_name=name))  # fmt: skip
+        report = promote_model(
+            PromoteParams(compress_report=make_report(f"r{steps}", steps), model_name=name)
+        )
         assert report.promoted
     change = rollback_model(
         RollbackParams(model_name=name, reason="p99 latency", requested_by="bob")

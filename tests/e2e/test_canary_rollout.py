@@ -51,8 +51,12 @@ class Load:
             i = 0
             while not self.stop.is_set():
                 i += 1
-                body = {"model": MODEL, "prompt": "The for statement", "max_tokens": 2,
-                        "user": f"load-{i}"}  # fmt: skip
+                body = {
+                    "model": MODEL,
+                    "prompt": "The for statement",
+                    "max_tokens": 2,
+                    "user": f"load-{i}",
+                }
                 try:
                     r = client.post("/v1/completions", json=body)
                     self.statuses[r.status_code] += 1
@@ -108,10 +112,15 @@ def load(service: Service) -> Iterator[Load]:
 
 def params(service: Service, **thresholds) -> CanaryParams:
     return CanaryParams(
-        model_name=MODEL, steps=[5, 25, 50, 100], app_name=APP, router_url=service.url,
-        thresholds=ThresholdParams(min_requests=8, **thresholds), max_wait_s=60,
-        model_cpus=0.5, replay_max_tokens=4,
-    )  # fmt: skip
+        model_name=MODEL,
+        steps=[5, 25, 50, 100],
+        app_name=APP,
+        router_url=service.url,
+        thresholds=ThresholdParams(min_requests=8, **thresholds),
+        max_wait_s=60,
+        model_cpus=0.5,
+        replay_max_tokens=4,
+    )
 
 
 def served(service: Service) -> dict[str, float]:
@@ -136,8 +145,10 @@ def test_a_better_challenger_is_promoted_and_served_alone(
     started = time.perf_counter()
     # p95 is noisy on a shared 2-core machine: this path is about quality and the moves.
     outcome = canary_rollout(params(service, max_p95_ratio=20.0))
-    print(f"\npromote rollout: {time.perf_counter() - started:.1f} s, "
-          f"{[(s.percent, s.action, s.replayed) for s in outcome.steps]}")  # fmt: skip
+    print(
+        f"\npromote rollout: {time.perf_counter() - started:.1f} s, "
+        f"{[(s.percent, s.action, s.replayed) for s in outcome.steps]}"
+    )
 
     assert outcome.verdict == "promoted", outcome.steps[-1].reasons
     assert [s.action for s in outcome.steps] == ["advance", "advance", "promote"]
@@ -167,8 +178,10 @@ def test_a_worse_challenger_is_rolled_back_and_nobody_notices(
     before = sum(load.statuses.values())
     started = time.perf_counter()
     outcome = canary_rollout(params(service, max_p95_ratio=20.0))  # quality alone fails it
-    print(f"\nrollback rollout: {time.perf_counter() - started:.1f} s, "
-          f"{[(s.percent, s.action, s.replayed) for s in outcome.steps]}")  # fmt: skip
+    print(
+        f"\nrollback rollout: {time.perf_counter() - started:.1f} s, "
+        f"{[(s.percent, s.action, s.replayed) for s in outcome.steps]}"
+    )
 
     assert outcome.verdict == "rolled back"
     assert [s.action for s in outcome.steps] == ["rollback"]

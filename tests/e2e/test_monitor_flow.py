@@ -21,17 +21,24 @@ MODEL = "drift-e2e"
 
 
 def params(current: tuple, reference: tuple) -> MonitorParams:
-    return MonitorParams.model_validate({
-        "model_name": MODEL, "min_rows": 100, "embedding_sample": 100, "embedding_map": False,
-        "current": {"start": current[0], "end": current[1]},
-        "reference": {"start": reference[0], "end": reference[1]},
-    })  # fmt: skip
+    return MonitorParams.model_validate(
+        {
+            "model_name": MODEL,
+            "min_rows": 100,
+            "embedding_sample": 100,
+            "embedding_map": False,
+            "current": {"start": current[0], "end": current[1]},
+            "reference": {"start": reference[0], "end": reference[1]},
+        }
+    )
 
 
 def drift_events() -> list:
     EventsWorker.drain_all()  # the flow's events leave in the background
-    wanted = EventFilter(event=EventNameFilter(name=[DRIFT_EVENT]),
-                         resource=EventResourceFilter(id=[model_resource(MODEL)]))  # fmt: skip
+    wanted = EventFilter(
+        event=EventNameFilter(name=[DRIFT_EVENT]),
+        resource=EventResourceFilter(id=[model_resource(MODEL)]),
+    )
     with get_client(sync_client=True) as client:
         for _ in range(30):  # the server takes them in asynchronously too
             events = client.read_events(wanted, limit=10).events  # the server allows <= 50

@@ -108,9 +108,14 @@ def _start(c: Cluster, params: dict, wait: int) -> dict:
 def test_finetuning_runs_with_one_worker_on_each_host(hosts) -> None:
     c, settings = hosts
     params = {
-        "num_workers": 2, "cpus_per_worker": 1, "max_steps": 6, "checkpoint_every": 3,
-        "batch_size": 4, "gradient_accumulation": 2, "seq_len": 64,
-    }  # fmt: skip
+        "num_workers": 2,
+        "cpus_per_worker": 1,
+        "max_steps": 6,
+        "checkpoint_every": 3,
+        "batch_size": 4,
+        "gradient_accumulation": 2,
+        "seq_len": 64,
+    }
     run = _start(c, params, wait=400)
     assert run["state"] == "COMPLETED", f"{run}\n{c.logs()}"
 

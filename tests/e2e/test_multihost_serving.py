@@ -90,16 +90,29 @@ def served(ray_hosts: Cluster) -> Iterator[Served]:
         config.max_position_embeddings = 256
         world = replace(built, config=config)
         report = compressed(world, "v1", 3)
-        version = register_candidate(Candidate.from_report(report), MODEL, world.settings,
-                                     "test").version  # fmt: skip
-        model_registry(world.settings).set_alias(MODEL, CHAMPION, version, action="promote",
-                                                 reason="test", actor="test")  # fmt: skip
+        version = register_candidate(
+            Candidate.from_report(report), MODEL, world.settings, "test"
+        ).version
+        model_registry(world.settings).set_alias(
+            MODEL, CHAMPION, version, action="promote", reason="test", actor="test"
+        )
         env = c.env(LLMOPS_HOME=str(world.settings.home), LLMOPS_RAY_ADDRESS=c.ray_client_address)
         labels = ",".join(f"{k}={v}" for k, v in CONTROL_LABELS.items())
         args = [
-            sys.executable, "-m", "serving", "--model", MODEL, "--host", "0.0.0.0",
-            "--port", str(PORT), "--model-replicas", "2", "--control-labels", labels,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "serving",
+            "--model",
+            MODEL,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(PORT),
+            "--model-replicas",
+            "2",
+            "--control-labels",
+            labels,
+        ]
         started = time.monotonic()
         process = _serve(c, args, env)
         try:
@@ -164,24 +177,30 @@ def test_replicas_on_both_hosts_and_answers_while_the_worker_host_is_stopped(ser
 
     seconds, stop_after = 25.0, 6.0
     cpu = {host: replica_cpu_s(c, host, version) for host in ("head", "worker")}
-    load = c.popen("client", [sys.executable, "-c", LOAD, URL, str(seconds), "4"], "load.log",
-                   c.env())  # fmt: skip
+    load = c.popen(
+        "client", [sys.executable, "-c", LOAD, URL, str(seconds), "4"], "load.log", c.env()
+    )
     time.sleep(stop_after)
     cpu = {host: replica_cpu_s(c, host, version) - cpu[host] for host in cpu}
     stopped = time.time()
     c.stop_host("worker")
     load.wait(timeout=seconds + 120)
-    rows = [json.loads(line) for line in (c.root / "logs" / "load.log").read_text().splitlines()
-            if line.startswith("{")]  # fmt: skip
+    rows = [
+        json.loads(line)
+        for line in (c.root / "logs" / "load.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
     before = [r for r in rows if r["t1"] < stopped]
     after = [r for r in rows if r["t0"] >= stopped + GRACE_S]
     failed = [r for r in rows if r["status"] != 200]
     window = max((r["t1"] - stopped for r in rows if r["t0"] >= stopped and r in failed), default=0)
     slowest = max((r["t1"] - r["t0"] for r in rows if r["t0"] >= stopped - 1), default=0)
-    print(f"{len(rows)} requests, {len(before)} before the stop, {len(after)} from {GRACE_S} s "
-          f"after it; {len(failed)} failed (last failure {window:.1f} s after the stop); "
-          f"slowest request around the stop {slowest:.1f} s; model CPU s before it "
-          f"{cpu}")  # fmt: skip
+    print(
+        f"{len(rows)} requests, {len(before)} before the stop, {len(after)} from {GRACE_S} s "
+        f"after it; {len(failed)} failed (last failure {window:.1f} s after the stop); "
+        f"slowest request around the stop {slowest:.1f} s; model CPU s before it "
+        f"{cpu}"
+    )
     assert min(cpu.values()) > 0.2, f"one replica took no traffic before the stop: {cpu}"
     assert before and all(r["status"] == 200 for r in before), before[:5]
     assert len(after) >= 20, f"too few requests after the stop: {rows[-5:]}\n{c.logs()}"
@@ -198,8 +217,10 @@ def test_replicas_on_both_hosts_and_answers_while_the_worker_host_is_stopped(ser
     while len([a for a in placement(c) if a["class"].endswith(f"model-v{version}")]) < 2:
         assert time.monotonic() < deadline, f"no second replica after the restart:\n{c.logs()}"
         time.sleep(2)
-    print(f"worker node marked dead {dead:.1f} s after the stop; back with a second replica "
-          f"{time.time() - stopped:.1f} s after it")  # fmt: skip
+    print(
+        f"worker node marked dead {dead:.1f} s after the stop; back with a second replica "
+        f"{time.time() - stopped:.1f} s after it"
+    )
 
 
 def _wait_worker_dead(c: Cluster, timeout: float = 90) -> None:

@@ -19,9 +19,13 @@ from worlds import free_port
 pytestmark = pytest.mark.e2e
 
 EXPECTED_ARTIFACTS = {
-    "ingest-report", "embed-report", "finetune-report", "compress-report", "promotion-report",
+    "ingest-report",
+    "embed-report",
+    "finetune-report",
+    "compress-report",
+    "promotion-report",
     "nightly-summary",
-}  # fmt: skip
+}
 TOPICS = ["try", "with", "for", "while", "function", "class", "import", "lambda", "if"]
 
 
@@ -101,10 +105,13 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     # faces the champion in a canary on the serving app, which the nightly deploys.
     longer = params.finetune.model_copy(update={"max_steps": 30, "checkpoint_every": 15})
     canary = CanaryParams(
-        router_url=f"http://127.0.0.1:{free_port()}", app_name="nightly-canary",
-        steps=[25, 100], model_cpus=0.5, max_wait_s=120,
+        router_url=f"http://127.0.0.1:{free_port()}",
+        app_name="nightly-canary",
+        steps=[25, 100],
+        model_cpus=0.5,
+        max_wait_s=120,
         thresholds=ThresholdParams(min_requests=8, max_p95_ratio=3.0),
-    )  # fmt: skip
+    )
     try:
         again = nightly_pipeline(params.model_copy(update={"finetune": longer, "canary": canary}))
     finally:

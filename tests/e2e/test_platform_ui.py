@@ -42,8 +42,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, str(SCRIPT), "--port", str(free_port())],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_line(log, proc, READY, timeout_s=300)
         line = next(x for x in log.read_text().splitlines() if x.startswith(READY))

@@ -42,9 +42,7 @@ print(json.dumps({
 
 
 def cli(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )  # fmt: skip
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done
@@ -69,8 +67,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
         with log.open("w") as out:
             worker = subprocess.Popen(
                 [PREFECT, "worker", "start", "--pool", "local-process"],
-                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
             yield env
         finally:
@@ -81,10 +82,20 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
 def run_deployment(env: dict[str, str], params: dict, check: bool = True) -> tuple[str, dict]:
     """`prefect deployment run ... --watch`: the run's id and what the server holds of it."""
     done = cli(
-        [PREFECT, "deployment", "run", DEPLOYMENT, "--param", f"params={json.dumps(params)}",
-         "--watch", "--watch-timeout", "240"],
-        env, check=check,
-    )  # fmt: skip
+        [
+            PREFECT,
+            "deployment",
+            "run",
+            DEPLOYMENT,
+            "--param",
+            f"params={json.dumps(params)}",
+            "--watch",
+            "--watch-timeout",
+            "240",
+        ],
+        env,
+        check=check,
+    )
     found = re.search(r"UUID:\s*([0-9a-f-]{36})", done.stdout)
     assert found, done.stdout + done.stderr
     read = cli([sys.executable, "-c", READ_RUN, found.group(1)], env)
@@ -113,8 +124,9 @@ def test_a_bad_parameter_is_refused_or_fails_the_run_with_the_reason(
     # Outside the parameter model's bounds: the server refuses to create the run.
     refused = cli(
         [PREFECT, "deployment", "run", DEPLOYMENT, "--param", 'params={"min_chars": 0}'],
-        platform, check=False,
-    )  # fmt: skip
+        platform,
+        check=False,
+    )
     assert refused.returncode != 0
     assert "min_chars" in refused.stdout + refused.stderr
 

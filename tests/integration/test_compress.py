@@ -40,9 +40,14 @@ def test_every_method_is_measured_and_the_smallest_passing_candidate_is_kept(tun
 
     names = [row.name for row in report.candidates]
     assert names == [
-        "merged", "bf16", "int8-dynamic", "int8-static", "magnitude-50%",
-        "structured-mlp-25%", "lowrank-90%",
-    ]  # fmt: skip
+        "merged",
+        "bf16",
+        "int8-dynamic",
+        "int8-static",
+        "magnitude-50%",
+        "structured-mlp-25%",
+        "lowrank-90%",
+    ]
     base = report.baseline
     rows = {row.name: row for row in report.candidates}
     assert rows["merged"].size_bytes < base.size_bytes  # no adapter any more

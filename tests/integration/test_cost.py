@@ -23,9 +23,14 @@ PRICES = Prices(cpu_hour=0.04, memory_gib_hour=0.005, gpu_hour={"T4": 0.35, "H10
 
 def part(wall: float = 3600, cores: float = 1, gpus: float = 0, gib: float = 0, **kw) -> Usage:
     return Usage(
-        part="p", wall_s=wall, cores=cores, cpu_s=0, gpus=gpus,
-        peak_memory_bytes=int(gib * GIB), **kw,
-    )  # fmt: skip
+        part="p",
+        wall_s=wall,
+        cores=cores,
+        cpu_s=0,
+        gpus=gpus,
+        peak_memory_bytes=int(gib * GIB),
+        **kw,
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,8 +121,10 @@ def test_the_process_meter_sees_cpu_time_and_memory_of_real_work() -> None:
 
 
 def test_ray_workers_hold_their_cpus_and_gpus_for_the_training_time() -> None:
-    reports = [{"rank": 1, "node": "b", "cpu_s": 5.0, "peak_memory_bytes": 9},
-               {"rank": 0, "node": "a", "cpu_s": 6.0, "peak_memory_bytes": 8}]  # fmt: skip
+    reports = [
+        {"rank": 1, "node": "b", "cpu_s": 5.0, "peak_memory_bytes": 9},
+        {"rank": 0, "node": "a", "cpu_s": 6.0, "peak_memory_bytes": 8},
+    ]
     parts = ray_worker_usage(reports, 20.0, 2, True, "T4")
     assert [(p.part, p.node, p.cpu_core_s, p.gpu_s, p.gpu_type) for p in parts] == [
         ("ray worker 1", "b", 40.0, 20.0, "T4"),

@@ -36,10 +36,14 @@ def world(tmp_path_factory: pytest.TempPathFactory, embedder):
 def params(world: DriftWorld, day: str, **changes) -> MonitorParams:
     start, end = world.day(day)
     ref_start, ref_end = world.day("reference")
-    base = {"current": {"start": start, "end": end},
-            "reference": {"start": ref_start, "end": ref_end},
-            "min_rows": 100, "min_group_rows": 50, "embedding_sample": 120,
-            "embedding_map": False}  # fmt: skip
+    base = {
+        "current": {"start": start, "end": end},
+        "reference": {"start": ref_start, "end": ref_end},
+        "min_rows": 100,
+        "min_group_rows": 50,
+        "embedding_sample": 120,
+        "embedding_map": False,
+    }
     return MonitorParams.model_validate(base | changes)
 
 
@@ -89,17 +93,29 @@ def test_detection_and_false_alarm_rates_over_random_splits(world) -> None:
     """20 random same-distribution splits (the reference and `same` days pooled) and 5 random
     draws of each shift; windows of 120 and 100 requests, every check, no HTML. The full
     measurement, on larger windows, is in benchmarks/bench_monitor.py."""
-    python = pd.concat([requests_in(world.settings.home / "requests", TimeRange(*world.day(d)))
-                        for d in ("reference", "same")], ignore_index=True)  # fmt: skip
-    shifted = {d: requests_in(world.settings.home / "requests", TimeRange(*world.day(d)))
-               for d in ("man-en", "man-de")}  # fmt: skip
+    python = pd.concat(
+        [
+            requests_in(world.settings.home / "requests", TimeRange(*world.day(d)))
+            for d in ("reference", "same")
+        ],
+        ignore_index=True,
+    )
+    shifted = {
+        d: requests_in(world.settings.home / "requests", TimeRange(*world.day(d)))
+        for d in ("man-en", "man-de")
+    }
     p = params(world, "same")
     training = load_training(world.settings, None)
     rng = random.Random(1)
 
     def run(reference: pd.DataFrame, current: pd.DataFrame):
-        windows = Windows(current.reset_index(drop=True), reference.reset_index(drop=True),
-                          "current", "reference", training)  # fmt: skip
+        windows = Windows(
+            current.reset_index(drop=True),
+            reference.reset_index(drop=True),
+            "current",
+            "reference",
+            training,
+        )
         return compare_windows(windows, p, world.embed, [], None)
 
     alarms, any_drift, fired = [], [], Counter()
@@ -112,35 +128,43 @@ def test_detection_and_false_alarm_rates_over_random_splits(world) -> None:
     detected = {name: 0 for name in shifted}
     for name, frame in shifted.items():
         for _ in range(5):
-            report = run(python.sample(100, random_state=rng.randrange(2**32)),
-                         frame.sample(100, random_state=rng.randrange(2**32)))  # fmt: skip
+            report = run(
+                python.sample(100, random_state=rng.randrange(2**32)),
+                frame.sample(100, random_state=rng.randrange(2**32)),
+            )
             detected[name] += report.retrain
-    print(f"false alarms (retraining asked): {sum(alarms)}/20, any check drifted: "
-          f"{sum(any_drift)}/20 ({dict(fired)}); detected: {detected} of 5 each")  # fmt: skip
+    print(
+        f"false alarms (retraining asked): {sum(alarms)}/20, any check drifted: "
+        f"{sum(any_drift)}/20 ({dict(fired)}); detected: {detected} of 5 each"
+    )
     assert sum(alarms) <= 1
     assert detected == {"man-en": 5, "man-de": 5}
 
 
 def test_too_little_data_gives_no_verdict(world) -> None:
     empty_day = {"start": DAY0 + timedelta(days=10), "end": DAY0 + timedelta(days=11)}
-    report = monitor_requests(world.settings, params(world, "same", current=empty_day), NOW,
-                              world.embed)  # fmt: skip
+    report = monitor_requests(
+        world.settings, params(world, "same", current=empty_day), NOW, world.embed
+    )
     assert (report.status, report.retrain, report.current_rows) == ("insufficient data", False, 0)
     assert report.html is None and report.log_checks == [] and not report.drifted
     assert "current window has 0 requests, 100 needed" in report.reasons[0]
-    small = monitor_requests(world.settings, params(world, "man-de", min_rows=121), NOW,
-                             world.embed)  # fmt: skip
+    small = monitor_requests(
+        world.settings, params(world, "man-de", min_rows=121), NOW, world.embed
+    )
     assert (small.status, small.retrain, small.drifted) == ("insufficient data", False, [])
 
 
 def test_the_training_data_as_the_reference(world) -> None:
     reference = {"source": "training", "max_passages": 240}
-    same = monitor_requests(world.settings, params(world, "same", reference=reference), NOW,
-                            world.embed)  # fmt: skip
+    same = monitor_requests(
+        world.settings, params(world, "same", reference=reference), NOW, world.embed
+    )
     assert same.reference_window == f"training snapshot {world.snapshot}"
     assert (same.status, same.reference_rows) == ("no drift", 240), same.reasons
-    german = monitor_requests(world.settings, params(world, "man-de", reference=reference), NOW,
-                              world.embed)  # fmt: skip
+    german = monitor_requests(
+        world.settings, params(world, "man-de", reference=reference), NOW, world.embed
+    )
     assert german.retrain
     assert {"language", "OOV rate", "non-ASCII share", "prompt embeddings"} <= drifted(german)
     not_judged = {c.name for c in german.checks if c.status == "not judged"}
@@ -149,8 +173,13 @@ def test_the_training_data_as_the_reference(world) -> None:
 
 def test_request_log_checks_report_rows_that_break_the_rules(tmp_path: Path) -> None:
     start = datetime(2026, 11, 20, tzinfo=UTC)
-    rows = traffic_records(["What does the with statement do?"] * 4, start, timedelta(hours=1),
-                           random.Random(0), sources=lambda p: [[]] * len(p))  # fmt: skip
+    rows = traffic_records(
+        ["What does the with statement do?"] * 4,
+        start,
+        timedelta(hours=1),
+        random.Random(0),
+        sources=lambda p: [[]] * len(p),
+    )
     rows[1]["request_id"] = rows[0]["request_id"]  # a duplicate
     rows[2]["latency_ms"] = 9e9  # hours
     rows[3]["sources"], rows[3]["version"] = "{not json", ""
@@ -159,8 +188,12 @@ def test_request_log_checks_report_rows_that_break_the_rules(tmp_path: Path) -> 
     pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), part)
     frame = requests_in(tmp_path, TimeRange(start, start + timedelta(days=1)))
     failed = {c.reason: c.unexpected for c in check_request_log(frame, 600_000) if not c.success}
-    assert failed == {"request_id is unique": 2, "latency_ms is 0..600000": 1,
-                      "version is not empty": 1, "sources is JSON text (or null)": 1}  # fmt: skip
+    assert failed == {
+        "request_id is unique": 2,
+        "latency_ms is 0..600000": 1,
+        "version is not empty": 1,
+        "sources is JSON text (or null)": 1,
+    }
 
 
 def test_the_embedding_map_goes_into_its_own_html(tmp_path: Path) -> None:

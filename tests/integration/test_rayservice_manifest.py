@@ -80,8 +80,10 @@ def built_deployments(
     assert isinstance(app, Application)
     built = build_app(app, name=app_config.name)
     built.validate_single_fastapi_ingress()
-    infos = {d.name: deployment_info(d, app_config.name, d.name == built.ingress_deployment_name)
-             for d in built.deployments}  # fmt: skip
+    infos = {
+        d.name: deployment_info(d, app_config.name, d.name == built.ingress_deployment_name)
+        for d in built.deployments
+    }
     return override_deployment_info(infos, app_config)
 
 
@@ -166,8 +168,9 @@ def promoted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         for _ in range(3):
             registry.client.create_model_version(REGISTERED_MODEL, (settings.home / "m").as_uri())
         for alias, version, action in ((CHAMPION, "2", "promote"), (CHALLENGER, "3", "register")):
-            registry.set_alias(REGISTERED_MODEL, alias, version, action=action, reason="test",
-                               actor="test")  # fmt: skip
+            registry.set_alias(
+                REGISTERED_MODEL, alias, version, action=action, reason="test", actor="test"
+            )
         yield settings
 
 

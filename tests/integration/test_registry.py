@@ -67,9 +67,10 @@ def test_versions_carry_lineage_aliases_move_and_every_change_is_recorded(world:
         exclude={"folder"}
     )
     too_strict = decide_promotion(
-        evaluate_models(candidate, register_candidate(candidate, name, settings, "test"),
-                        settings), True, 0.9,
-    )  # fmt: skip
+        evaluate_models(candidate, register_candidate(candidate, name, settings, "test"), settings),
+        True,
+        0.9,
+    )
     assert not too_strict.promote and "90.00% required" in " ".join(too_strict.reasons)
     third = promote(world, better, name)  # the same files: version 3 again, not a 4th
     assert (third.version, third.parent_version, third.promoted) == ("3", "1", True)
@@ -103,9 +104,13 @@ def test_versions_carry_lineage_aliases_move_and_every_change_is_recorded(world:
     assert set(promoted.metrics) == {"candidate_bpb", "base_bpb", "champion_bpb"}
     assert (history[-1].actor, history[-1].reason) == ("oncall", "canary errors")
     runs = mlflow.MlflowClient(settings.tracking_uri).search_runs(
-        [mlflow.MlflowClient(settings.tracking_uri).get_experiment_by_name("model-aliases")
-         .experiment_id], filter_string=f"tags.model = '{name}'",
-    )  # fmt: skip
+        [
+            mlflow.MlflowClient(settings.tracking_uri)
+            .get_experiment_by_name("model-aliases")
+            .experiment_id
+        ],
+        filter_string=f"tags.model = '{name}'",
+    )
     assert len(runs) == len(history)  # each change is its own MLflow run
 
 

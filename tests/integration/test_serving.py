@@ -86,10 +86,13 @@ def service(ray_local, world: World, embedder) -> Iterator[Service]:
         candidate = Candidate.from_report(compressed(world, name, steps, quantized=quantized))
         register_candidate(candidate, MODEL, world.settings, "test")
     fill_index(world, embedder)
-    settings = world.settings.model_copy(update={
-        "serving_api_key": SecretStr(KEY), "serving_max_prompt_tokens": MAX_PROMPT,
-        "serving_max_tokens": MAX_TOKENS,
-    })  # fmt: skip
+    settings = world.settings.model_copy(
+        update={
+            "serving_api_key": SecretStr(KEY),
+            "serving_max_prompt_tokens": MAX_PROMPT,
+            "serving_max_tokens": MAX_TOKENS,
+        }
+    )
     port = free_port()
     started = time.perf_counter()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -113,9 +116,13 @@ def test_cached_batched_decoding_matches_transformers_generate(world: World) -> 
         for prompt, got in zip(prompts, batch, strict=True):
             ids = torch.tensor([prompt])
             expected = model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
-            )[0, len(prompt) :].tolist()  # fmt: skip
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=12,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.eos_token_id,
+            )[0, len(prompt) :].tolist()
             if tokenizer.eos_token_id in expected:  # ours stops before EOS, HF keeps it
                 expected = expected[: expected.index(tokenizer.eos_token_id)]
             assert got == expected
@@ -139,8 +146,9 @@ def complete(client: httpx.Client, prompt: str, **fields) -> dict:
 def test_both_apis_answer_with_the_version_that_served(service: Service) -> None:
     with service.client() as c:
         assert c.get("/readyz").json()["ready"] is True
-        r = post(c, "/v1/completions", {"model": MODEL, "prompt": "The try statement",
-                                        "max_tokens": 8})  # fmt: skip
+        r = post(
+            c, "/v1/completions", {"model": MODEL, "prompt": "The try statement", "max_tokens": 8}
+        )
         body = r.json()
         assert r.status_code == 200 and body["object"] == "text_completion"
         assert body["version"] in WEIGHTS and r.headers["x-llmops-version"] == body["version"]
@@ -150,11 +158,19 @@ def test_both_apis_answer_with_the_version_that_served(service: Service) -> None
         assert 1 <= usage["completion_tokens"] <= 8 and usage["prompt_tokens"] > 0
         assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
-        chat = post(c, "/v1/chat/completions", {
-            "model": MODEL, "rag": False, "max_tokens": 8, "messages": [
-                {"role": "system", "content": "Be brief."},
-                {"role": "user", "content": "What does a with statement do?"}],
-        })  # fmt: skip
+        chat = post(
+            c,
+            "/v1/chat/completions",
+            {
+                "model": MODEL,
+                "rag": False,
+                "max_tokens": 8,
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "What does a with statement do?"},
+                ],
+            },
+        )
         body = chat.json()
         assert chat.status_code == 200 and body["object"] == "chat.completion"
         assert body["choices"][0]["message"]["role"] == "assistant"
@@ -180,16 +196,24 @@ def test_split_follows_the_weights_users_stick_and_headers_pin(service: Service)
 
         for user in ("alice", "bob", "carol"):  # sticky by user field and by session header
             seen = {complete(c, "while", max_tokens=1, user=user)["version"] for _ in range(5)}
-            r = post(c, "/v1/completions", {"prompt": "while", "max_tokens": 1},
-                     **{"x-llmops-session": user})  # fmt: skip
+            r = post(
+                c,
+                "/v1/completions",
+                {"prompt": "while", "max_tokens": 1},
+                **{"x-llmops-session": user},
+            )
             assert len(seen) == 1 and r.json()["version"] in seen
 
         for pinned in ("1", "2"):
             got = {
-                post(c, "/v1/completions", {"prompt": "if", "max_tokens": 1, "user": f"u{i}"},
-                     **{"x-llmops-version": pinned}).json()["version"]
+                post(
+                    c,
+                    "/v1/completions",
+                    {"prompt": "if", "max_tokens": 1, "user": f"u{i}"},
+                    **{"x-llmops-version": pinned},
+                ).json()["version"]
                 for i in range(6)
-            }  # fmt: skip
+            }
             assert got == {pinned}
         r = post(c, "/v1/completions", {"prompt": "if"}, **{"x-llmops-version": "9"})
         assert r.status_code == 404 and r.json()["error"]["code"] == "version_not_found"
@@ -207,8 +231,12 @@ def test_streaming_is_well_formed_and_matches_the_plain_answer(service: Service)
     request = {"prompt": "The with statement is used", "max_tokens": 16}
     with service.client() as c:
         plain = post(c, "/v1/completions", request, **{"x-llmops-version": "2"}).json()
-        with c.stream("POST", "/v1/completions", json={**request, "stream": True},
-                      headers={"x-llmops-version": "2"}) as r:  # fmt: skip
+        with c.stream(
+            "POST",
+            "/v1/completions",
+            json={**request, "stream": True},
+            headers={"x-llmops-version": "2"},
+        ) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("text/event-stream")
             events = sse_events(r)
@@ -220,8 +248,12 @@ def test_streaming_is_well_formed_and_matches_the_plain_answer(service: Service)
         assert last["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
         assert last["usage"] == plain["usage"]
 
-        chat = {"messages": [{"role": "user", "content": "Explain for loops"}], "rag": False,
-                "stream": True, "max_tokens": 6}  # fmt: skip
+        chat = {
+            "messages": [{"role": "user", "content": "Explain for loops"}],
+            "rag": False,
+            "stream": True,
+            "max_tokens": 6,
+        }
         with c.stream("POST", "/v1/chat/completions", json=chat) as r:
             chunks = [json.loads(e) for e in sse_events(r)[:-1]]
         assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
@@ -258,7 +290,8 @@ def test_prompt_and_generation_limits(service: Service) -> None:
         body = complete(c, "The for statement", max_tokens=10_000)
         assert body["usage"]["completion_tokens"] <= MAX_TOKENS
         assert (body["choices"][0]["finish_reason"] == "length") == (
-            body["usage"]["completion_tokens"] == MAX_TOKENS)  # fmt: skip
+            body["usage"]["completion_tokens"] == MAX_TOKENS
+        )
         assert complete(c, "ok", max_tokens=3)["usage"]["completion_tokens"] <= 3
 
 
@@ -286,13 +319,21 @@ def test_an_api_key_is_required_when_configured(service: Service) -> None:
         ("/v1/completions", b'{"max_tokens": 3}', 422, "invalid_request"),
         ("/v1/completions", b'{"prompt": "x", "model": "gpt-4"}', 404, "model_not_found"),
         ("/v1/chat/completions", b'{"messages": []}', 422, "invalid_request"),
-        ("/v1/chat/completions", b'{"messages": [{"role": "assistant", "content": "hi"}]}',
-         422, "invalid_request"),
-        ("/v1/chat/completions", b'{"messages": [{"role": "robot", "content": "hi"}]}',
-         422, "invalid_request"),
+        (
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "assistant", "content": "hi"}]}',
+            422,
+            "invalid_request",
+        ),
+        (
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "robot", "content": "hi"}]}',
+            422,
+            "invalid_request",
+        ),
         ("/v1/nothing-here", b"{}", 404, "not_found"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_gets_a_json_error_and_the_service_keeps_serving(
     service: Service, path: str, raw: bytes, status: int, code: str
 ) -> None:
@@ -330,7 +371,7 @@ def test_rag_returns_its_sources_and_stays_within_the_window(service: Service) -
                 **ask,
             },
         )
-        assert chat.status_code == 200 and chat.json()["sources"]  # fmt: skip
+        assert chat.status_code == 200 and chat.json()["sources"]
         assert chat.json()["usage"]["prompt_tokens"] + MAX_TOKENS <= WINDOW
 
 
@@ -340,8 +381,11 @@ def test_the_retriever_lets_a_pipeline_stage_take_the_index_and_takes_it_back(
     """Milvus Lite locks its file to one process: the retriever closes it after 3 idle seconds
     so that the embed stage can write while the service runs; meanwhile RAG says why it cannot
     answer with passages, chat answers without them, and passages come back afterwards."""
-    question = {"prompt": "How do I handle exceptions with try and except?", "rag": True,
-                "max_tokens": 4}  # fmt: skip
+    question = {
+        "prompt": "How do I handle exceptions with try and except?",
+        "rag": True,
+        "max_tokens": 4,
+    }
     chat = {"messages": [{"role": "user", "content": "What does try do?"}], "max_tokens": 4}
     with service.client() as c:
         assert complete(c, **question)["sources"]
@@ -379,8 +423,9 @@ def test_weights_change_in_place_without_restarts_or_failed_requests(service: Se
         took = time.perf_counter() - started
         got = {complete(c, "x", max_tokens=1, user=f"late-{i}")["version"] for i in range(20)}
         assert got == {"2"}
-        pinned = post(c, "/v1/completions", {"prompt": "x", "max_tokens": 1},
-                      **{"x-llmops-version": "1"})  # fmt: skip
+        pinned = post(
+            c, "/v1/completions", {"prompt": "x", "max_tokens": 1}, **{"x-llmops-version": "1"}
+        )
         assert pinned.json()["version"] == "1"  # weight 0: still served when pinned
 
         with service.client(None) as anonymous:
@@ -398,7 +443,8 @@ def test_weights_change_in_place_without_restarts_or_failed_requests(service: Se
         assert {v["version"]: v["weight"] for v in models} == WEIGHTS
         after = c.get("/readyz").json()["versions"]
         assert {v: s["replica"] for v, s in after.items()} == {
-            v: s["replica"] for v, s in before.items()}  # fmt: skip
+            v: s["replica"] for v, s in before.items()
+        }
 
 
 def test_every_request_is_logged_and_counted_per_version(service: Service) -> None:
@@ -419,10 +465,16 @@ def test_every_request_is_logged_and_counted_per_version(service: Service) -> No
     rows = read_requests(folder).set_index("request_id")
     assert set(ids) <= set(rows.index)
     row, body = rows.loc[ids[0]], ok.json()
-    assert (row["status"], row["version"], row["route"]) == (200, body["version"],
-                                                              "/v1/completions")  # fmt: skip
+    assert (row["status"], row["version"], row["route"]) == (
+        200,
+        body["version"],
+        "/v1/completions",
+    )
     assert (row["prompt"], row["response"], row["session"]) == (
-        "logged", body["choices"][0]["text"], "zoe")  # fmt: skip
+        "logged",
+        body["choices"][0]["text"],
+        "zoe",
+    )
     assert row["completion_tokens"] == body["usage"]["completion_tokens"] and row["latency_ms"] > 0
     assert rows.loc[ids[1], "status"] == 400 and "limit" in rows.loc[ids[1], "error"]
     assert rows.loc[ids[2], "status"] == 400
@@ -442,8 +494,9 @@ def test_every_request_is_logged_and_counted_per_version(service: Service) -> No
         served = samples[
             ("llmops_requests_total", (route, ("status", "200"), ("version", version)))
         ]
-        logged = rows[(rows["version"] == version) & (rows["route"] == route[1])
-                      & (rows["status"] == 200)]  # fmt: skip
+        logged = rows[
+            (rows["version"] == version) & (rows["route"] == route[1]) & (rows["status"] == 200)
+        ]
         assert served == len(logged) > 10
         assert samples[("llmops_request_latency_seconds_count", (("version", version),))] > 10
     assert samples[("llmops_errors_total", (route, ("version", "none")))] >= 2

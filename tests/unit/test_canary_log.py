@@ -14,10 +14,17 @@ pytestmark = pytest.mark.unit
 
 def record(i: int, version: str, status: int = 200, latency: float = 10.0) -> dict:
     return {
-        "request_id": f"r{i}", "at": datetime.now(UTC), "version": version,
-        "route": "/v1/completions", "status": status, "latency_ms": latency,
-        "prompt_tokens": 1, "completion_tokens": 1, "prompt": "p", "response": "r",
-    }  # fmt: skip
+        "request_id": f"r{i}",
+        "at": datetime.now(UTC),
+        "version": version,
+        "route": "/v1/completions",
+        "status": status,
+        "latency_ms": latency,
+        "prompt_tokens": 1,
+        "completion_tokens": 1,
+        "prompt": "p",
+        "response": "r",
+    }
 
 
 def test_unflushed_and_flushed_records_are_read_once(tmp_path: Path) -> None:

@@ -33,18 +33,52 @@ def test_the_pipeline_bubble(m: int, n: int, idle: Fraction) -> None:
     ("shape", "gpu", "seq", "batch", "expected"),
     [
         # A replica fits one GPU: data-parallel, no bubble, the whole batch in one micro-batch.
-        (SMALL, "T4", 128, 8, {"gpus": 1, "parallelism": "data-parallel",
-                               "pipeline_stages": 1, "micro_batch": 8, "idle_fraction": 0.0}),
+        (
+            SMALL,
+            "T4",
+            128,
+            8,
+            {
+                "gpus": 1,
+                "parallelism": "data-parallel",
+                "pipeline_stages": 1,
+                "micro_batch": 8,
+                "idle_fraction": 0.0,
+            },
+        ),
         # 7B LoRA at 2048 tokens: 3 sequences fit (18.5 GB each); 8 replicas, 4 x 2 each.
-        (ModelShape(7 * 10**9, 4_194_304, 32, 4096, 32000), "A100-80GB", 2048, 64,
-         {"gpus": 8, "parallelism": "data-parallel", "data_parallel": 8, "micro_batch": 2,
-          "micro_batches": 4, "global_batch": 64, "idle_fraction": 0.0}),
+        (
+            ModelShape(7 * 10**9, 4_194_304, 32, 4096, 32000),
+            "A100-80GB",
+            2048,
+            64,
+            {
+                "gpus": 8,
+                "parallelism": "data-parallel",
+                "data_parallel": 8,
+                "micro_batch": 2,
+                "micro_batches": 4,
+                "global_batch": 64,
+                "idle_fraction": 0.0,
+            },
+        ),
         # 14B full: 4 pipeline stages, 8 micro-batches of 1: idle 3/11.
-        (FOURTEEN_B, "H100", 128, 8, {"gpus": 4, "parallelism": "pipeline",
-                                      "pipeline_stages": 4, "micro_batch": 1,
-                                      "micro_batches": 8, "idle_fraction": 3 / 11}),
+        (
+            FOURTEEN_B,
+            "H100",
+            128,
+            8,
+            {
+                "gpus": 4,
+                "parallelism": "pipeline",
+                "pipeline_stages": 4,
+                "micro_batch": 1,
+                "micro_batches": 8,
+                "idle_fraction": 3 / 11,
+            },
+        ),
     ],
-)  # fmt: skip
+)
 def test_plans(shape, gpu, seq, batch, expected) -> None:
     plan = plan_capacity(shape, gpu, seq, batch)
     got = {k: getattr(plan, k) for k in expected}
@@ -76,10 +110,12 @@ def test_a_pipeline_stage_holds_a_share_of_the_model() -> None:
         ({"parameters": None, "layers": 4}, "give the parameter count, or layers and hidden"),
         ({"layers": 4}, "give layers and hidden together"),
         # 1.6e12 parameters in 2 layers: more stages than layers would be needed.
-        ({"parameters": 1_600_000_000_000, "layers": 2, "hidden": 8192, "method": "full"},
-         r"nothing fits a A100-80GB: even one layer a GPU \(2 pipeline stages"),
+        (
+            {"parameters": 1_600_000_000_000, "layers": 2, "hidden": 8192, "method": "full"},
+            r"nothing fits a A100-80GB: even one layer a GPU \(2 pipeline stages",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_refused_with_what_is_wrong(kwargs, message) -> None:
     base = {"gpu_type": "A100-80GB", "seq_len": 2048, "global_batch": 64, "parameters": 7 * 10**9}
     with pytest.raises(ValueError, match=message):
@@ -106,11 +142,13 @@ def test_the_planner_gives_the_fine_tuning_stages_own_numbers_for_the_default_mo
 
     spec = ScratchSpec()
     config = LlamaConfig(
-        vocab_size=spec.vocab_size, hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size, num_hidden_layers=spec.num_hidden_layers,
+        vocab_size=spec.vocab_size,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
         num_attention_heads=spec.num_attention_heads,
         max_position_embeddings=spec.max_position_embeddings,
-    )  # fmt: skip
+    )
     lora = LoraParams()
     model = get_peft_model(
         LlamaForCausalLM(config), LoraConfig(task_type="CAUSAL_LM", **lora.model_dump())
@@ -125,8 +163,19 @@ def test_the_planner_gives_the_fine_tuning_stages_own_numbers_for_the_default_mo
 
 
 def test_the_command_prints_a_table_or_json(capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["plan-capacity", "--params", "7e9", "--method", "lora", "--gpu", "A100-80GB",
-            "--seq-len", "2048", "--batch", "64"]  # fmt: skip
+    args = [
+        "plan-capacity",
+        "--params",
+        "7e9",
+        "--method",
+        "lora",
+        "--gpu",
+        "A100-80GB",
+        "--seq-len",
+        "2048",
+        "--batch",
+        "64",
+    ]
     main(args)
     table = capsys.readouterr().out
     assert "data-parallel: 8 replica(s) x 1 stage(s)" in table and "idle fraction" in table

@@ -105,20 +105,36 @@ def test_sentences_keep_prose_and_drop_code() -> None:
 
 
 def test_groff_to_text_keeps_the_prose_of_a_man_page() -> None:
-    source = "\n".join([
-        '.\\" a comment', ".de Sp", ".if t .sp .5v", "..", '.TH dpkg 1 "2023" "dpkg suite"',
-        '.SH "BESCHREIBUNG"', "\\fBdpkg\\fR ist ein Werkzeug f\\(:ur Debian\\-Pakete.",
-        ".PP", "Siehe", ".BR apt (8)", "f\\[u00FC]r mehr\\&.",
-    ])  # fmt: skip
+    source = "\n".join(
+        [
+            '.\\" a comment',
+            ".de Sp",
+            ".if t .sp .5v",
+            "..",
+            '.TH dpkg 1 "2023" "dpkg suite"',
+            '.SH "BESCHREIBUNG"',
+            "\\fBdpkg\\fR ist ein Werkzeug f\\(:ur Debian\\-Pakete.",
+            ".PP",
+            "Siehe",
+            ".BR apt (8)",
+            "f\\[u00FC]r mehr\\&.",
+        ]
+    )
     assert groff_to_text(source) == (
         "dpkg ist ein Werkzeug für Debian-Pakete.\n\nSiehe apt (8) für mehr."
     )
 
 
 def window(**changes) -> WindowFigures:
-    base = {"rows": 500, "oov_rate": 0.02, "unseen_rate": 0.01, "non_ascii_share": 0.01,
-            "retrieval_rows": 400, "miss_rate": 0.05,
-            "versions": {"1": VersionFigures(500, 5, 200.0)}}  # fmt: skip
+    base = {
+        "rows": 500,
+        "oov_rate": 0.02,
+        "unseen_rate": 0.01,
+        "non_ascii_share": 0.01,
+        "retrieval_rows": 400,
+        "miss_rate": 0.05,
+        "versions": {"1": VersionFigures(500, 5, 200.0)},
+    }
     return WindowFigures(**(base | changes))
 
 
@@ -127,10 +143,17 @@ def by_name(ms) -> dict:
 
 
 def test_measurements_between_two_traffic_windows() -> None:
-    distances = {"language": 0.02, "prompt_chars": 0.1, "prompt_tokens": 0.1,
-                 "response_chars": 0.3, "completion_tokens": 0.2}  # fmt: skip
-    current = window(oov_rate=0.3, versions={"1": VersionFigures(300, 30, 500.0),
-                                             "2": VersionFigures(200, 0, 90.0)})  # fmt: skip
+    distances = {
+        "language": 0.02,
+        "prompt_chars": 0.1,
+        "prompt_tokens": 0.1,
+        "response_chars": 0.3,
+        "completion_tokens": 0.2,
+    }
+    current = window(
+        oov_rate=0.3,
+        versions={"1": VersionFigures(300, 30, 500.0), "2": VersionFigures(200, 0, 90.0)},
+    )
     ms = by_name(measurements(current, window(), distances, (0.97, 400), T))
     assert (ms["prompt embeddings"].current, ms["prompt embeddings"].rows) == (0.97, 400)
     assert (ms["OOV rate"].current, ms["OOV rate"].reference) == (0.3, 0.02)

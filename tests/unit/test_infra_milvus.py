@@ -18,8 +18,15 @@ pytestmark = pytest.mark.unit
 DEFAULTS = INFRA / "milvus" / "chart-defaults.yaml"
 MODES = ("standalone", "cluster")
 # Values that hold free-form maps the chart passes through (no fixed keys to check).
-FREE_FORM = {"resources", "requests", "limits", "nodeSelector", "annotations", "labels",
-             "extraConfigFiles"}  # fmt: skip
+FREE_FORM = {
+    "resources",
+    "requests",
+    "limits",
+    "nodeSelector",
+    "annotations",
+    "labels",
+    "extraConfigFiles",
+}
 
 
 def values(mode: str) -> dict[str, Any]:

@@ -53,8 +53,11 @@ def template() -> dict[str, Any]:
 def render(template: dict[str, Any], values: dict[str, Any] | None = None) -> Any:
     """The worker's path: template + values -> configuration model -> prepared for a run."""
     # No block or variable references in the template: the client is never used.
-    config = asyncio.run(KubernetesWorkerJobConfiguration.from_template_and_values(
-        template, values or {}, client=object()))  # fmt: skip
+    config = asyncio.run(
+        KubernetesWorkerJobConfiguration.from_template_and_values(
+            template, values or {}, client=object()
+        )
+    )
     config.prepare_for_flow_run(FlowRun(flow_id=uuid.uuid4(), name="infra-test"))
     return config
 
@@ -106,16 +109,22 @@ def test_flow_runs_reach_the_training_cluster_and_its_checkpoints(job: dict[str,
     ray_env = {e["name"]: e.get("value") for e in head["containers"][0]["env"]}
     # Ray Train's driver (this job) and workers must see one checkpoint folder.
     assert env["LLMOPS_RAY_STORAGE"] == ray_env["LLMOPS_RAY_STORAGE"]
-    claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName")
-              for v in job["spec"]["template"]["spec"]["volumes"]}  # fmt: skip
-    (mount,) = [m for m in container["volumeMounts"]
-                if m["mountPath"] == env["LLMOPS_RAY_STORAGE"]]  # fmt: skip
+    claims = {
+        v["name"]: v.get("persistentVolumeClaim", {}).get("claimName")
+        for v in job["spec"]["template"]["spec"]["volumes"]
+    }
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == env["LLMOPS_RAY_STORAGE"]]
     assert claims[mount["name"]] == "llmops-checkpoints"
 
 
 def test_deployment_overrides_still_apply(template: dict[str, Any]) -> None:
-    job = render(template, {"image": f"{IMAGE_REPOSITORY}:{project_version()}-cuda",
-                            "env": {"LLMOPS_RAY_ADDRESS": "auto"}}).job_manifest  # fmt: skip
+    job = render(
+        template,
+        {
+            "image": f"{IMAGE_REPOSITORY}:{project_version()}-cuda",
+            "env": {"LLMOPS_RAY_ADDRESS": "auto"},
+        },
+    ).job_manifest
     (container,) = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert container["image"].endswith("-cuda") and env["LLMOPS_RAY_ADDRESS"] == "auto"

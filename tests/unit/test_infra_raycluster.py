@@ -76,8 +76,10 @@ def test_head_serves_ray_clients(cluster: dict[str, Any]) -> None:
 
 
 def test_gpu_group_asks_for_and_announces_gpus(cluster: dict[str, Any]) -> None:
-    by_gpu = {name: GPU in ray_container(g)["resources"].get("limits", {})
-              for name, g in groups(cluster).items()}  # fmt: skip
+    by_gpu = {
+        name: GPU in ray_container(g)["resources"].get("limits", {})
+        for name, g in groups(cluster).items()
+    }
     assert by_gpu == {"head": False, "cpu": False, "gpu": True}
     gpu = groups(cluster)["gpu"]
     resources = ray_container(gpu)["resources"]
@@ -95,8 +97,11 @@ def test_gpu_group_asks_for_and_announces_gpus(cluster: dict[str, Any]) -> None:
 def test_cluster_runs_this_platform(cluster: dict[str, Any]) -> None:
     assert cluster["spec"]["rayVersion"] == ray.__version__
     images = {name: ray_container(g)["image"] for name, g in groups(cluster).items()}
-    assert images == {"head": platform_image(), "cpu": platform_image(),
-                      "gpu": platform_image("-cuda")}  # fmt: skip
+    assert images == {
+        "head": platform_image(),
+        "cpu": platform_image(),
+        "gpu": platform_image("-cuda"),
+    }
 
 
 def test_every_node_gets_the_same_settings_and_checkpoint_storage(

@@ -34,8 +34,18 @@ def test_verb_noun_names_pass(name: str) -> None:
     check_name(name)
 
 
-@pytest.mark.parametrize("name", ["score", "ScoreTexts", "score-texts", "_score", "import_from",
-                                  "score__texts", "a_" + "b" * 40])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "score",
+        "ScoreTexts",
+        "score-texts",
+        "_score",
+        "import_from",
+        "score__texts",
+        "a_" + "b" * 40,
+    ],
+)
 def test_other_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="verb_noun"):
         check_name(name)

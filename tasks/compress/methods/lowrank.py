@@ -47,5 +47,3 @@ def factorize_lowrank(model: nn.Module, energy: float = 0.9) -> dict[str, Any]:
             model.set_submodule(name, low)
             ranks[name] = low.rank
     return {"kind": "lowrank", "energy": energy, "ranks": ranks}
-
-

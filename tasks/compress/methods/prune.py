@@ -205,5 +205,3 @@ def _take(
         if bias is not None:
             smaller.bias.copy_(bias)
     return smaller
-
-

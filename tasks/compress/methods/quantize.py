@@ -126,5 +126,3 @@ def _observe_ranges(
             handle.remove()
         model.train(was_training)
     return {name: ((v[0], v[1]), (v[2], v[3])) for name, v in seen.items()}
-
-
