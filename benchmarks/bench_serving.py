@@ -50,7 +50,6 @@ Call = Callable[[], Awaitable[None]]
 
 def register_default_model(settings: Any) -> tuple[str, Path]:
     """Build the default scratch model, log it to MLflow, register it, make it champion."""
-    import mlflow
 
     from tasks.clients.registry import DIGEST_TAG, model_registry
     from tasks.clients.tracking import start_run
@@ -60,10 +59,10 @@ def register_default_model(settings: Any) -> tuple[str, Path]:
     texts = list(_common.PYDOC_TOPICS.values())
     folder = build_scratch_model(settings.models_dir / "base" / "bench", texts, ScratchSpec())
     with start_run(settings, "bench-serving") as run:
-        mlflow.log_artifacts(str(folder), artifact_path="model")
+        run.log_artifacts(folder, artifact_path="model")
     registry = model_registry(settings)
-    digest = registry.run_manifest_digest(run.info.run_id)  # servers refuse versions without
-    version = registry.register(MODEL, run.info.run_id, {"origin": "benchmark", DIGEST_TAG: digest})
+    digest = registry.run_manifest_digest(run.run_id)  # servers refuse versions without
+    version = registry.register(MODEL, run.run_id, {"origin": "benchmark", DIGEST_TAG: digest})
     registry.set_alias(
         MODEL, CHAMPION, version, action="promote", reason="benchmark", actor="bench_serving"
     )

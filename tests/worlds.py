@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from pydoc_data.topics import topics
 
-import mlflow
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -82,9 +81,9 @@ def tiny_world(root: Path) -> Iterator[World]:
         ids = tokenizer(train["text"].tolist(), add_special_tokens=False)["input_ids"]
         rows = torch.from_numpy(pack(ids, SEQ_LEN, tokenizer.eos_token_id))
         with start_run(settings, "tiny-finetune") as run:
-            mlflow.log_params({"eval_fraction": EVAL_FRACTION, "seq_len": SEQ_LEN})
-            mlflow.set_tags({"base_model_path": str(base_dir), "data_snapshot": snapshot})
-        yield World(settings, snapshot, base_dir, run.info.run_id, config, rows)
+            run.log_params({"eval_fraction": EVAL_FRACTION, "seq_len": SEQ_LEN})
+            run.set_tags({"base_model_path": str(base_dir), "data_snapshot": snapshot})
+        yield World(settings, snapshot, base_dir, run.run_id, config, rows)
     torch.set_num_threads(threads)
 
 
@@ -122,8 +121,8 @@ def compressed(
         "compression_method": chosen,
     }
     with start_run(world.settings, f"compress-{name}") as run:
-        mlflow.log_artifacts(str(folder), artifact_path="model")
-        mlflow.set_tags({**lineage, "chosen": chosen})
+        run.log_artifacts(folder, artifact_path="model")
+        run.set_tags({**lineage, "chosen": chosen})
     row = CandidateRow(
         name="int8-dynamic",
         method="int8_dynamic",
@@ -136,7 +135,7 @@ def compressed(
     )
     baseline = row.model_copy(update={"name": UNCOMPRESSED, "method": "none"})
     return CompressReport(
-        run_id=run.info.run_id,
+        run_id=run.run_id,
         source_run_id=world.training_run,
         snapshot_id=world.snapshot,
         baseline=baseline,

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
-from mlflow.entities import Run
+from mlflow.entities import Metric, Param, Run, RunTag
 
 from tasks.shared.manifest import MANIFEST, folder_digest
 from tasks.shared.model_files import copy_verified
@@ -33,11 +38,62 @@ def use_experiment(settings: Settings, name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+@dataclass(frozen=True)
+class TrackedRun:
+    """One MLflow run that a stage logs to: the stages call these, never `mlflow` itself."""
+
+    client: mlflow.MlflowClient
+    run_id: str
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        self.log_steps([(step, metrics)])
+
+    def log_steps(self, steps: list[tuple[int, Mapping[str, float]]]) -> None:
+        """Metrics of several steps in one write."""
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for step, row in steps for k, v in row.items()]
+        if batch:
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifacts(self, folder: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_table(self, data: dict[str, list[Any]], artifact_file: str) -> None:
+        self.client.log_table(self.run_id, data, artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+
+@contextmanager
 def start_run(
     settings: Settings, run_name: str, experiment: str = EXPERIMENT, nested: bool = False
-) -> mlflow.ActiveRun:
+) -> Iterator[TrackedRun]:
+    """A run of `experiment`, finished (or failed) when the block ends; `nested` makes it a
+    child of the run open around it."""
     experiment_id = use_experiment(settings, experiment)
-    return mlflow.start_run(run_name=run_name, experiment_id=experiment_id, nested=nested)
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    with mlflow.start_run(run_name=run_name, experiment_id=experiment_id, nested=nested) as run:
+        yield TrackedRun(client, run.info.run_id)
+
+
+def run_on(tracking_uri: str, run_id: str) -> TrackedRun:
+    """A run reached from a Ray Train worker, which is given the URI rather than the settings."""
+    return TrackedRun(mlflow.MlflowClient(tracking_uri), run_id)
+
+
+def tracked(settings: Settings, run_id: str) -> TrackedRun:
+    """An existing run, to log more to it (a report's figure after the run ended)."""
+    return TrackedRun(connect(settings), run_id)
 
 
 def latest_run_with(client: mlflow.MlflowClient, experiment: str, tag: str) -> str | None:
@@ -67,10 +123,7 @@ def run_base_model(run: Run, settings: Settings) -> Path:
     if local.exists():
         return local
     listed = {
-        a.path
-        for a in mlflow.MlflowClient(settings.tracking_uri).list_artifacts(
-            run.info.run_id, BASE_MODEL_ARTIFACT
-        )
+        a.path for a in connect(settings).list_artifacts(run.info.run_id, BASE_MODEL_ARTIFACT)
     }
     if not listed:
         raise FileNotFoundError(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import torch
 
 from tasks.clients.feature_store import CHUNK_VIEW
 from tasks.clients.ray_cluster import ensure_ray
-from tasks.clients.tracking import start_run
+from tasks.clients.tracking import TrackedRun, start_run
 from tasks.compress.measure import measure
 from tasks.compress.methods import lowrank, prune, quantize
 from tasks.compress.params import (
@@ -70,7 +69,7 @@ def compress(params: CompressParams, settings: Settings) -> CompressReport:
     data = measure_data(settings, source, params.calibration_rows)
     finetuned = load_finetuned(source)
     with start_run(settings, f"compress-{source.run_id[:8]}", experiment=EXPERIMENT) as run:
-        out = settings.models_dir / "compressed" / run.info.run_id
+        out = settings.models_dir / "compressed" / run.run_id
         folders = (source.base_path, source.folder) if source.adapter else (source.folder,)
         baseline = _row(UNCOMPRESSED, "none", finetuned, data, folders, params)
         merged = finetuned.merge_and_unload() if source.adapter else finetuned
@@ -85,7 +84,7 @@ def compress(params: CompressParams, settings: Settings) -> CompressReport:
         chosen, broken = choose(_measured(baseline), [_measured(r) for r in rows], _gate(params))
         rows = [r.model_copy(update={"broken": broken[r.name]}) for r in rows]
         report = CompressReport(
-            run_id=run.info.run_id,
+            run_id=run.run_id,
             source_run_id=source.run_id,
             snapshot_id=source.snapshot_id,
             baseline=baseline.model_copy(update={"folder": str(reference)}),
@@ -93,7 +92,7 @@ def compress(params: CompressParams, settings: Settings) -> CompressReport:
             chosen=chosen or UNCOMPRESSED,
             lineage={**lineage(source, CHUNK_VIEW), "compression_method": chosen or UNCOMPRESSED},
         )
-        _log_comparison(report, params)
+        _log_comparison(run, report, params)
     return report
 
 
@@ -133,7 +132,7 @@ def _candidate(
                 trained,
                 data.train,
                 settings,
-                child.info.run_id,
+                child.run_id,
                 train,
                 teacher=teacher,
                 distill=distill,
@@ -141,8 +140,8 @@ def _candidate(
             name = name if method == "distill" else f"{name}+recovery"
             folder = folder.rename(folder.with_name(name))
         row = _row(name, method, load_candidate(folder), data, (folder,), params)
-        mlflow.log_params({"method": method, "candidate": name, "trained_steps": trained})
-        mlflow.log_metrics(row.model_dump(include=_METRICS))
+        child.log_params({"method": method, "candidate": name, "trained_steps": trained})
+        child.log_metrics(row.model_dump(include=_METRICS))
     return row
 
 
@@ -170,13 +169,13 @@ def _gate(params: CompressParams) -> Gate:
     return Gate(**params.gate.model_dump())
 
 
-def _log_comparison(report: CompressReport, params: CompressParams) -> None:
-    mlflow.log_params({"methods": ",".join(params.methods), **params.gate.model_dump()})
-    mlflow.set_tags({**report.lineage, "chosen": report.chosen})
+def _log_comparison(run: TrackedRun, report: CompressReport, params: CompressParams) -> None:
+    run.log_params({"methods": ",".join(params.methods), **params.gate.model_dump()})
+    run.set_tags({**report.lineage, "chosen": report.chosen})
     rows = [report.baseline, *report.candidates]
-    mlflow.log_table(
+    run.log_table(
         {key: [getattr(r, key) for r in rows] for key in ("name", "method", *_METRICS)},
         "comparison.json",
     )
-    mlflow.log_text(comparison_markdown(report), "comparison.md")
-    mlflow.log_artifacts(report.chosen_row.folder, artifact_path="model")
+    run.log_text(comparison_markdown(report), "comparison.md")
+    run.log_artifacts(report.chosen_row.folder, artifact_path="model")

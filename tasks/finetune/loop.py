@@ -200,20 +200,15 @@ class _Tracker:
     checkpoint), so tracking costs no time in the step."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        import mlflow
+        from tasks.clients.tracking import run_on
 
-        self._client = mlflow.MlflowClient(config["tracking_uri"])
-        self._run_id = config["run_id"]
-        self._pending: list[Any] = []
+        self._run = run_on(config["tracking_uri"], config["run_id"])
+        self._pending: list[tuple[int, dict[str, float]]] = []
 
     def add(self, metrics: dict[str, float]) -> None:
-        from mlflow.entities import Metric
-
-        stamp, step = int(time.time() * 1000), int(metrics["step"])
-        for key in ("loss", "tokens_per_s"):
-            self._pending.append(Metric(key, metrics[key], stamp, step))
+        step = int(metrics["step"])
+        self._pending.append((step, {k: metrics[k] for k in ("loss", "tokens_per_s")}))
 
     def flush(self) -> None:
-        if self._pending:
-            self._client.log_batch(self._run_id, metrics=self._pending)
-            self._pending = []
+        self._run.log_steps(self._pending)
+        self._pending = []

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import io
 
-import mlflow
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from tasks.clients.tracking import tracked
 from tasks.finetune.params import FinetuneParams, FinetuneReport
 from tasks.finetune.trainer import finetune
 from tasks.shared.settings import get_settings
@@ -26,15 +26,14 @@ def publish_finetune_report(report: FinetuneReport) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = get_settings()
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    history = mlflow.MlflowClient().get_metric_history(report.run_id, "loss")
+    run = tracked(get_settings(), report.run_id)
+    history = run.client.get_metric_history(report.run_id, "loss")
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.plot([m.step for m in history], [m.value for m in history])
     ax.set(xlabel="step", ylabel="training loss", title=f"run {report.run_id[:8]}")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
-    mlflow.MlflowClient().log_figure(report.run_id, fig, "loss_curve.png")
+    run.log_figure(fig, "loss_curve.png")
     plt.close(fig)
     image = base64.b64encode(buffer.getvalue()).decode()
     rows = [

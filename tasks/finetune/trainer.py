@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import torch
 
 from tasks.clients.ray_cluster import ensure_ray, worker_capacity
-from tasks.clients.tracking import BASE_MODEL_ARTIFACT, start_run
+from tasks.clients.tracking import BASE_MODEL_ARTIFACT, TrackedRun, start_run
 from tasks.core.cost import usage_metrics
 from tasks.finetune.loop import load_trainable, train_loop_per_worker
 from tasks.finetune.params import FinetuneParams, FinetuneReport
@@ -84,8 +83,8 @@ def _finetune(params: FinetuneParams, settings: Settings, driver: ProcessMeter) 
     check_workers(params, settings)
     eval_rows, base = torch.from_numpy(plan.data.eval), plan.model
     with start_run(settings, f"{params.method}-{plan.data.snapshot_id}") as run:
-        run_id = run.info.run_id
-        _log_inputs(params, plan)
+        run_id = run.run_id
+        _log_inputs(run, params, plan)
         ppl_before = perplexity(base, eval_rows)
         started = time.perf_counter()
         result = build_trainer(params, plan.base_path, plan.data.train, settings, run_id).fit()
@@ -101,8 +100,8 @@ def _finetune(params: FinetuneParams, settings: Settings, driver: ProcessMeter) 
         ppl_after = perplexity(base, eval_rows)
         model_dir = _export(base, plan, settings, run_id)
         metrics = result.metrics
-        mlflow.log_metrics({"perplexity_before": ppl_before, "perplexity_after": ppl_after})
-        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        run.log_metrics({"perplexity_before": ppl_before, "perplexity_after": ppl_after})
+        run.log_artifacts(model_dir, artifact_path="model")
         report = FinetuneReport(
             run_id=run_id,
             snapshot_id=plan.data.snapshot_id,
@@ -121,22 +120,22 @@ def _finetune(params: FinetuneParams, settings: Settings, driver: ProcessMeter) 
             memory=plan.memory.table(),
             usage=[driver.usage(), *workers],
         )
-        mlflow.log_metrics(
+        run.log_metrics(
             {"final_loss": report.final_loss, "tokens_per_s_final": report.tokens_per_s}
         )
-        mlflow.log_metrics(usage_metrics(report.usage, settings.prices))
+        run.log_metrics(usage_metrics(report.usage, settings.prices))
     return report
 
 
-def _log_inputs(params: FinetuneParams, plan: Plan) -> None:
+def _log_inputs(run: TrackedRun, params: FinetuneParams, plan: Plan) -> None:
     origin = plan.base_path / "ORIGIN.json"
-    mlflow.log_params(
+    run.log_params(
         {
             **params.model_dump(exclude={"lora"}),
             **{f"lora_{k}": v for k, v in params.lora.model_dump().items()},
         }
     )
-    mlflow.set_tags(
+    run.set_tags(
         {
             "data_snapshot": plan.data.snapshot_id,
             "base_model": params.base_model,
@@ -150,14 +149,14 @@ def _log_inputs(params: FinetuneParams, plan: Plan) -> None:
             "eval_sequences": str(len(plan.data.eval)),
         }
     )
-    mlflow.log_metrics(
+    run.log_metrics(
         {
             "trainable_fraction": plan.shape.trainable / plan.shape.parameters,
             "memory_estimate_gib": plan.memory.total / 2**30,
         }
     )
     if origin.exists():  # built here (scratch): nowhere else to get it from on another machine
-        mlflow.log_artifacts(str(plan.base_path), artifact_path=BASE_MODEL_ARTIFACT)
+        run.log_artifacts(plan.base_path, artifact_path=BASE_MODEL_ARTIFACT)
 
 
 def _export(model: torch.nn.Module, plan: Plan, settings: Settings, run_id: str) -> Path:
