@@ -72,6 +72,7 @@ def timed(times: dict[str, float], stage: str) -> Iterator[None]:
 
 def plain_nightly(params: Any, settings: Any) -> dict[str, float]:
     """The nightly's recipe with the plain functions: what a script without Prefect would do."""
+    from tasks.clients import Clients
     from tasks.clients.embedder import load_embedder
     from tasks.clients.feature_store import ChunkIndex
     from tasks.compress.candidates import compress
@@ -104,12 +105,12 @@ def plain_nightly(params: Any, settings: Any) -> dict[str, float]:
         compressed = compress(params.compress.model_copy(update=update), settings)
     with timed(times, "promote"):
         candidate, name = Candidate.from_report(compressed), params.promote.model_name
-        registered = register_candidate(candidate, name, settings, "plain call")
-        evaluation = evaluate_models(candidate, registered, settings)
+        registered = register_candidate(candidate, name, Clients(settings), "plain call")
+        evaluation = evaluate_models(candidate, registered, Clients(settings))
         decision = decide_promotion(
             evaluation, candidate.gate_passed, params.promote.min_improvement
         )
-        apply_decision(registered, evaluation, decision, None, settings, "plain call")
+        apply_decision(registered, evaluation, decision, None, Clients(settings), "plain call")
     return times
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from tasks.clients import Clients
 from tasks.clients.tracking import start_run
 from tasks.compress.methods.quantize import quantize_dynamic_int8
 from tasks.compress.params import UNCOMPRESSED, CandidateRow, CompressReport
@@ -150,10 +151,12 @@ def promote(
 ) -> PromoteReport:
     """Register a compression report's model and apply the promotion rule, as the flow does."""
     candidate = Candidate.from_report(report)
-    registered = register_candidate(candidate, name, world.settings, "test")
-    evaluation = evaluate_models(candidate, registered, world.settings)
+    registered = register_candidate(candidate, name, Clients(world.settings), "test")
+    evaluation = evaluate_models(candidate, registered, Clients(world.settings))
     decision = decide_promotion(evaluation, candidate.gate_passed, margin)
-    return apply_decision(registered, evaluation, decision, None, world.settings, "test", canary)
+    return apply_decision(
+        registered, evaluation, decision, None, Clients(world.settings), "test", canary
+    )
 
 
 def free_port() -> int:

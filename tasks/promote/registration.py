@@ -10,7 +10,8 @@ from pathlib import Path
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 
-from tasks.clients.registry import DIGEST_TAG, NONE, AliasChange, model_registry
+from tasks.clients import Clients
+from tasks.clients.registry import DIGEST_TAG, NONE, AliasChange
 from tasks.clients.tracking import latest_run_with, run_base_model
 from tasks.compress.params import EXPERIMENT as COMPRESS_EXPERIMENT
 from tasks.core import promotion
@@ -27,24 +28,21 @@ from tasks.promote.params import (
 )
 from tasks.shared.manifest import manifest_digest
 from tasks.shared.models import bits_per_byte, held_out_texts, load_model_folder
-from tasks.shared.settings import Settings, get_settings
 
 
-def candidate_from_run(run_id: str | None, settings: Settings) -> Candidate:
+def candidate_from_run(run_id: str | None, clients: Clients) -> Candidate:
     """From the tags the compression stage sets on its run (lineage and `chosen`); no id = the
     latest finished compression."""
-    client = model_registry(settings).client
+    client = clients.registry.client
     run_id = run_id or latest_run_with(client, COMPRESS_EXPERIMENT, "chosen")
     if run_id is None:
         raise ValueError("no finished compression run to promote: run compress_model first")
     return Candidate.from_run_tags(run_id, client.get_run(run_id).data.tags)
 
 
-def register_candidate(
-    candidate: Candidate, name: str, settings: Settings, actor: str
-) -> Registered:
+def register_candidate(candidate: Candidate, name: str, clients: Clients, actor: str) -> Registered:
     """A new version (or the one already registered with the same files) as challenger."""
-    registry = model_registry(settings)
+    registry = clients.registry
     digest = registry.run_manifest_digest(candidate.compress_run_id)
     folder = Path(candidate.folder) if candidate.folder else None
     if folder and folder.exists() and manifest_digest(folder) != digest:
@@ -82,10 +80,10 @@ def register_candidate(
     )
 
 
-def evaluate_models(candidate: Candidate, registered: Registered, settings: Settings) -> Evaluation:
+def evaluate_models(candidate: Candidate, registered: Registered, clients: Clients) -> Evaluation:
     """Candidate (as registered), base and champion on the candidate's held-out documents,
     with the split and sequence length of its fine-tuning run."""
-    registry, name = model_registry(settings), registered.model_name
+    registry, name = clients.registry, registered.model_name
     training_run = registry.client.get_run(candidate.training_run_id)
     training = training_run.data
     missing = {"eval_fraction", "seq_len"} - set(training.params)
@@ -95,10 +93,12 @@ def evaluate_models(candidate: Candidate, registered: Registered, settings: Sett
             "base_model_path: cannot rebuild the evaluation set it held out"
         )
     seq_len = int(training.params["seq_len"])
-    texts = held_out_texts(settings, candidate.snapshot_id, float(training.params["eval_fraction"]))
+    texts = held_out_texts(
+        clients.settings, candidate.snapshot_id, float(training.params["eval_fraction"])
+    )
 
     def score(folder: Path) -> float:
-        model, tokenizer = load_model_folder(folder, settings.allow_pickle)
+        model, tokenizer = load_model_folder(folder, clients.settings.allow_pickle)
         return bits_per_byte(model, tokenizer, texts, seq_len)
 
     champion = registry.aliases(name).get(CHAMPION)
@@ -113,7 +113,7 @@ def evaluate_models(candidate: Candidate, registered: Registered, settings: Sett
         version=registered.version,
         candidate_bpb=score(registry.download_verified(name, registered.version)),
         base_model_path=training.tags["base_model_path"],
-        base_bpb=score(run_base_model(training_run, settings)),
+        base_bpb=score(run_base_model(training_run, clients.settings)),
         champion_version=champion,
         champion_bpb=champion_bpb,
     )
@@ -157,7 +157,7 @@ def request_approval(
         )
     except FlowPauseTimeout:
         waited = f"nobody approved or rejected within {params.approval_timeout_s} s"
-        model_registry(get_settings()).tag_version(
+        Clients().registry.tag_version(
             params.model_name,
             evaluation.version,
             {"approval": "no decision", "review_reason": waited},
@@ -175,13 +175,13 @@ def apply_decision(
     evaluation: Evaluation,
     decision: PromotionDecision,
     approval: Approval | None,
-    settings: Settings,
+    clients: Clients,
     actor: str,
     canary: bool = False,
 ) -> PromoteReport:
     """Move the aliases as decided, and tag the version with the decision and who made it.
     With `canary`, a passing model that has a champion to face stays challenger instead."""
-    registry, name, version = model_registry(settings), registered.model_name, registered.version
+    registry, name, version = clients.registry, registered.model_name, registered.version
     reasons, verdict = list(decision.reasons), ""
     if approval is not None:
         verdict = "approved" if approval.approve else "rejected"
@@ -249,9 +249,9 @@ def apply_decision(
     )
 
 
-def rollback_champion(name: str, reason: str, actor: str, settings: Settings) -> AliasChange:
+def rollback_champion(name: str, reason: str, actor: str, clients: Clients) -> AliasChange:
     """Put the champion before the current one back (its files verified first)."""
-    registry = model_registry(settings)
+    registry = clients.registry
     current = registry.aliases(name).get(CHAMPION)
     if current is None:
         raise ValueError(f"{name} has no champion: there is nothing to roll back")
@@ -270,6 +270,6 @@ def rollback_champion(name: str, reason: str, actor: str, settings: Settings) ->
     return change
 
 
-def alias_history(name: str, settings: Settings | None = None) -> list[AliasChange]:
+def alias_history(name: str, clients: Clients) -> list[AliasChange]:
     """Every alias change of the model, oldest first: what served when, and why."""
-    return model_registry(settings or get_settings()).history(name)
+    return clients.registry.history(name)

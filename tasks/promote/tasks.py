@@ -8,6 +8,7 @@ import re
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from tasks.clients import Clients
 from tasks.clients.registry import NONE, AliasChange
 from tasks.promote.params import (
     Approval,
@@ -29,24 +30,23 @@ from tasks.promote.registration import (
     rollback_champion,
 )
 from tasks.shared.runs import current_actor
-from tasks.shared.settings import get_settings
 
 
 @task
 def resolve_candidate(params: PromoteParams) -> Candidate:
     if params.compress_report is not None:
         return Candidate.from_report(params.compress_report)
-    return candidate_from_run(params.compress_run_id, get_settings())
+    return candidate_from_run(params.compress_run_id, Clients())
 
 
 @task
 def register_candidate_task(candidate: Candidate, name: str) -> Registered:
-    return register_candidate(candidate, name, get_settings(), current_actor())
+    return register_candidate(candidate, name, Clients(), current_actor())
 
 
 @task
 def evaluate_models_task(candidate: Candidate, registered: Registered) -> Evaluation:
-    return evaluate_models(candidate, registered, get_settings())
+    return evaluate_models(candidate, registered, Clients())
 
 
 @task
@@ -64,20 +64,19 @@ def apply_decision_task(
     approval: Approval | None,
     canary: bool = False,
 ) -> PromoteReport:
-    settings = get_settings()
     return apply_decision(
-        registered, evaluation, decision, approval, settings, current_actor(), canary
+        registered, evaluation, decision, approval, Clients(), current_actor(), canary
     )
 
 
 @task
 def rollback_task(name: str, reason: str, requested_by: str) -> AliasChange:
-    return rollback_champion(name, reason, requested_by or current_actor(), get_settings())
+    return rollback_champion(name, reason, requested_by or current_actor(), Clients())
 
 
 @task
 def publish_alias_history(name: str) -> list[AliasChange]:
-    changes = alias_history(name)
+    changes = alias_history(name, Clients())
     create_table_artifact(
         history_rows(changes),
         key=f"alias-history-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}",

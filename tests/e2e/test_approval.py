@@ -26,6 +26,7 @@ from prefect.input.actions import read_flow_run_input
 
 from flows.promote import promote_model
 from flows.rollback import rollback_model
+from tasks.clients import Clients
 from tasks.clients.registry import model_registry
 from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.promote.params import PromoteParams, PromoteReport, RollbackParams
@@ -120,7 +121,7 @@ def test_a_person_approves_or_rejects_and_the_decision_is_recorded(
         "grace",
         "wait for the canary",
     )
-    promoted = [c for c in alias_history(name, settings) if c.alias == CHAMPION]
+    promoted = [c for c in alias_history(name, Clients(settings)) if c.alias == CHAMPION]
     assert [(c.version, c.actor) for c in promoted] == [("1", "ada")]
 
     # Nobody answers in time: the run fails saying so, and the champion stays.
@@ -160,7 +161,7 @@ def test_rollback_flow_puts_the_previous_champion_back(prefect_harness, make_rep
     assert model_registry(settings).aliases(name)[CHAMPION] == "1"
     with pytest.raises(ValueError, match="no previous champion"):
         rollback_model(RollbackParams(model_name=name))
-    assert [c.action for c in alias_history(name, settings)][-1] == "rollback"
+    assert [c.action for c in alias_history(name, Clients(settings))][-1] == "rollback"
 
 
 def test_a_run_id_is_enough_to_promote(prefect_harness, make_report) -> None:

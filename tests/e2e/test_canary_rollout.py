@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from flows.canary import canary_rollout
 from tasks.canary.params import CanaryParams, ThresholdParams
+from tasks.clients import Clients
 from tasks.clients.registry import model_registry
 from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.promote.params import Candidate
@@ -71,7 +72,9 @@ class Load:
 
 def register(world: World, name: str, steps: int) -> str:
     report = compressed(world, name, steps)
-    return register_candidate(Candidate.from_report(report), MODEL, world.settings, "test").version
+    return register_candidate(
+        Candidate.from_report(report), MODEL, Clients(world.settings), "test"
+    ).version
 
 
 @pytest.fixture(scope="module")

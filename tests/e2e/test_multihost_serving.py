@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import psutil
 import pytest
 
+from tasks.clients import Clients
 from tasks.clients.registry import model_registry
 from tasks.core.promotion import CHAMPION
 from tasks.promote.params import Candidate
@@ -91,7 +92,7 @@ def served(ray_hosts: Cluster) -> Iterator[Served]:
         world = replace(built, config=config)
         report = compressed(world, "v1", 3)
         version = register_candidate(
-            Candidate.from_report(report), MODEL, world.settings, "test"
+            Candidate.from_report(report), MODEL, Clients(world.settings), "test"
         ).version
         model_registry(world.settings).set_alias(
             MODEL, CHAMPION, version, action="promote", reason="test", actor="test"

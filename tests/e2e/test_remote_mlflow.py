@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tasks.clients import Clients
 from tasks.compress.prepare import resolve_source
 from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.finetune.params import FinetuneParams
@@ -119,7 +120,7 @@ def test_registration_and_promotion_through_the_server(
     assert version["source"] == f"runs:/{compress_run}/model"
     assert f"model/{MANIFEST}" in stored(tracking, compress_run)
 
-    changes = alias_history(name, world.settings)
+    changes = alias_history(name, Clients(world.settings))
     assert [(c.alias, c.version, c.action) for c in changes] == [
         (CHALLENGER, "1", "register"),
         (CHAMPION, "1", "promote"),

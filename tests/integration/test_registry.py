@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from tasks.clients import Clients
 from tasks.clients.registry import DIGEST_TAG, model_registry
 from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.promote.params import Candidate
@@ -62,12 +63,14 @@ def test_versions_carry_lineage_aliases_move_and_every_change_is_recorded(world:
 
     # Better than both, found through the compression run id alone (the UI's way in).
     better = compressed(world, "better", steps=30, quantized=True)
-    candidate = candidate_from_run(better.run_id, settings)
+    candidate = candidate_from_run(better.run_id, Clients(settings))
     assert candidate.model_dump(exclude={"folder"}) == Candidate.from_report(better).model_dump(
         exclude={"folder"}
     )
     too_strict = decide_promotion(
-        evaluate_models(candidate, register_candidate(candidate, name, settings, "test"), settings),
+        evaluate_models(
+            candidate, register_candidate(candidate, name, Clients(settings), "test"), settings
+        ),
         True,
         0.9,
     )
@@ -81,13 +84,13 @@ def test_versions_carry_lineage_aliases_move_and_every_change_is_recorded(world:
     assert again.reasons == ["v3 is already the champion"]
 
     # Roll back twice: 3 -> 1, then nothing before 1.
-    change = rollback_champion(name, "canary errors", "oncall", settings)
+    change = rollback_champion(name, "canary errors", "oncall", Clients(settings))
     assert (change.version, change.previous, change.action) == ("1", "3", "rollback")
     assert registry.aliases(name)[CHAMPION] == "1"
     with pytest.raises(ValueError, match="no previous champion to roll back to"):
-        rollback_champion(name, "again", "oncall", settings)
+        rollback_champion(name, "again", "oncall", Clients(settings))
 
-    history = alias_history(name, settings)
+    history = alias_history(name, Clients(settings))
     assert [(c.alias, c.action, c.previous, c.version) for c in history] == [
         (CHALLENGER, "register", "none", "1"),
         (CHAMPION, "promote", "none", "1"),
@@ -134,7 +137,7 @@ def test_a_model_that_failed_the_gate_is_registered_but_never_promoted(world: Wo
     assert "did not pass the compression gate" in report.reasons[0]
     assert (report.champion, report.challenger) == (None, "1")
     with pytest.raises(ValueError, match="has no champion"):
-        rollback_champion("gated", "why not", "oncall", world.settings)
+        rollback_champion("gated", "why not", "oncall", Clients(world.settings))
 
 
 def test_tampered_or_replaced_files_are_refused_before_loading(world: World) -> None:

@@ -22,6 +22,7 @@ from transformers import AutoTokenizer
 
 from serving.app import deploy
 from serving.generation import generate, stream
+from tasks.clients import Clients
 from tasks.clients.feature_store import ChunkIndex
 from tasks.clients.request_log import read_requests
 from tasks.clients.serve import ServeControl
@@ -84,7 +85,7 @@ def service(ray_local, world: World, embedder) -> Iterator[Service]:
 
     for name, steps, quantized in (("v1", 10, False), ("v2", 3, True)):
         candidate = Candidate.from_report(compressed(world, name, steps, quantized=quantized))
-        register_candidate(candidate, MODEL, world.settings, "test")
+        register_candidate(candidate, MODEL, Clients(world.settings), "test")
     fill_index(world, embedder)
     settings = world.settings.model_copy(
         update={
