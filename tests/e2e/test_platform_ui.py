@@ -43,11 +43,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, str(SCRIPT), "--port", str(free_port())],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         wait_for_line(log, proc, READY, timeout_s=300)
         line = next(x for x in log.read_text().splitlines() if x.startswith(READY))
@@ -101,10 +98,12 @@ def test_a_stage_runs_from_its_form_in_the_ui(platform: str, tmp_path: Path) -> 
         from playwright import sync_api
     except ImportError:
         pytest.fail("playwright is missing: it is in the dev extras (`make setup`)")
-    expect = sync_api.expect
+    expect = sync_api.Expect()  # this test's own: on a loaded machine a page can take over
+    expect.set_options(timeout=30_000)  # Playwright's default 5 s to render (seen: 12 s)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)  # clicks and fills wait as long for their element
         try:
             run_id = start_custom_run(page, platform, expect)
             check_run_page(page, expect)
@@ -145,7 +144,7 @@ def start_custom_run(page, url: str, expect) -> str:
 
 
 def submit_until_run(
-    page, url: str, deployment: str, expect, attempts: int = 3, timeout_s: float = 60
+    page, url: str, deployment: str, expect, attempts: int = 5, timeout_s: float = 60
 ) -> str:
     """Submit the form, then wait for the new run in the API (the one with the changed topic),
     not for the UI's "<run> scheduled to start now" toast, which goes after 5 s. On a loaded
@@ -184,7 +183,7 @@ def submit_until_run(
                     f"answers to the form: {answers or 'none (the form sent nothing)'}; "
                     f"the page is at {page.url}"
                 )
-            time.sleep(0.5)
+            page.wait_for_timeout(500)  # (Playwright delivers `record` calls meanwhile)
     raise AssertionError(
         f"no run created: the server refused the custom run {attempts} times: {answers}"
     )

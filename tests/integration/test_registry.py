@@ -69,7 +69,9 @@ def test_versions_carry_lineage_aliases_move_and_every_change_is_recorded(world:
     )
     too_strict = decide_promotion(
         evaluate_models(
-            candidate, register_candidate(candidate, name, Clients(settings), "test"), settings
+            candidate,
+            register_candidate(candidate, name, Clients(settings), "test"),
+            Clients(settings),
         ),
         True,
         0.9,
