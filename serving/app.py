@@ -8,7 +8,7 @@ Changing the split at runtime (the canary's steps) is `set_weights` (a handle ca
 cluster) or `POST /admin/weights` (API key): the router swaps one dict, in place, so nothing
 restarts, no model reloads and no request is dropped. Not `serve.run` again: Serve gives every
 deployment built in Python a fresh random version on each run, so a redeploy replaces every
-replica (a rolling update: no failed request, but ~13 s and each model loaded twice over).
+replica (a rolling update, surging: see ROLLOUT; ~15-30 s and each model loaded twice over).
 The weights given at deploy time are the router's `user_config`; a declarative deploy
 (`serve deploy`, a RayService's serveConfigV2) changes them in place through `reconfigure`,
 and a restarted router starts from them again (runtime changes are not persisted: the
@@ -48,7 +48,17 @@ from tasks.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-@serve.deployment(max_ongoing_requests=64)
+# Each of these deployments runs one replica (per version): a rolling update with Serve's default
+# (max_surge_percent=0) stops it before its replacement is up, leaving none for 15-30 s. The
+# requests caught then wait in the draining router for a champion that has no replica, and the
+# router is force-killed after graceful_shutdown_timeout_s (20 s) with them in flight: the proxy
+# answers a plain 500. Surging starts the replacement first and only then drains the old replica
+# (it needs room for one more replica of each version while a redeploy runs); the longer grace
+# lets a long generation (up to 30 s on CPU) finish on a draining replica.
+ROLLOUT = {"max_surge_percent": 100, "graceful_shutdown_timeout_s": 60}
+
+
+@serve.deployment(max_ongoing_requests=64, **ROLLOUT)
 class ModelServer:
     """One registered version: verified, loaded, warmed up, answering batched requests."""
 
@@ -162,7 +172,7 @@ def _sources(prompt: Prompt) -> list[Source]:
     return [Source(doc_id=c.doc_id, source=c.source, score=c.score) for c in prompt.chunks]
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, **ROLLOUT)
 @serve.ingress()
 class Router:
     """Holds a handle per served version and the weights; the HTTP side is `serving.http`."""
@@ -273,8 +283,9 @@ def deploy(
     route_prefix: str = "/",
     **options: Any,
 ) -> DeploymentHandle:
-    """Start the application, or replace it (new versions: a rolling update of every replica;
-    to change only the split, use `set_weights`)."""
+    """Start the application, or replace it (new versions: a rolling update of every replica,
+    each replacement up before the replica it replaces drains; to change only the split, use
+    `set_weights`)."""
     return serve.run(build_app(settings, model_name, weights, **options), name=name,
                      route_prefix=route_prefix)  # fmt: skip
 

@@ -15,7 +15,9 @@ NOTHING_INDEXED = "nothing is indexed yet: run the nightly pipeline (`make night
 INDEX_BUSY = "the index is being rewritten by a pipeline stage right now: retry shortly"
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16)
+# One replica: surge on a redeploy, like the router and the models (serving.app.ROLLOUT).
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16,
+                  max_surge_percent=100, graceful_shutdown_timeout_s=60)  # fmt: skip
 class Retriever:
     """The embedder and the vector index. A Milvus Lite file is locked to the one process that
     has it open, so it is let go after `idle_close_s` without questions: the nightly's embed
