@@ -1,9 +1,10 @@
 from prefect import flow
 
 from tasks.embed import EmbedParams, EmbedReport, index_snapshot, publish_embed_report
+from tasks.run_names import embed_run_name
 
 
-@flow(name="embed_documents", log_prints=True)
+@flow(name="embed_documents", flow_run_name=embed_run_name, log_prints=True)
 def embed_documents(params: EmbedParams = EmbedParams()) -> EmbedReport:  # noqa: B008
     """Chunk an ingest snapshot by tokens, embed what is new and sync it into Milvus via Feast."""
     report = index_snapshot(params)

@@ -7,9 +7,10 @@ from tasks.ingest import (
     publish_ingest_report,
     resolve_source,
 )
+from tasks.run_names import ingest_run_name
 
 
-@flow(name="ingest_documents", log_prints=True)
+@flow(name="ingest_documents", flow_run_name=ingest_run_name, log_prints=True)
 def ingest_documents(params: IngestParams = IngestParams()) -> IngestReport:  # noqa: B008
     """Read a folder of documents, validate them, keep the good ones and quarantine the rest."""
     root = resolve_source(params)

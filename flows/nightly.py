@@ -15,6 +15,7 @@ from tasks.embed import EmbedParams, EmbedReport
 from tasks.ingest import IngestParams, IngestReport
 from tasks.registry_report import PromoteParams, PromoteReport
 from tasks.report import publish_pipeline_summary, record_costs
+from tasks.run_names import nightly_run_name
 from tasks.train import FinetuneReport
 from tasks.train_prepare import FinetuneParams
 from tasks.usage import StageMeter
@@ -48,7 +49,7 @@ class NightlyReport(BaseModel):
     summary: str
 
 
-@flow(name="nightly_pipeline", log_prints=True)
+@flow(name="nightly_pipeline", flow_run_name=nightly_run_name, log_prints=True)
 def nightly_pipeline(params: NightlyParams = NightlyParams()) -> NightlyReport:  # noqa: B008
     """The whole pipeline, stage after stage, on one data snapshot: ingest → embed → fine-tune
     → compress → register → canary rollout on the serving app (when there is a champion to

@@ -20,6 +20,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from serving.request_log import read_acknowledged
+from tasks.caching import RETRIES
 from tasks.canary_report import CanaryOutcome, CanaryParams, StepResult, report_markdown
 from tasks.clients.registry import model_registry
 from tasks.clients.secrets import with_serving_key
@@ -222,7 +223,7 @@ def _router_settings() -> Settings:
     return with_serving_key(get_settings())
 
 
-@task
+@task(**RETRIES)
 def canary_versions_task(name: str) -> dict[str, str]:
     return canary_versions(get_settings(), name)
 
@@ -232,12 +233,12 @@ def ensure_serving_task(params: CanaryParams, versions: dict[str, str]) -> bool:
     return ensure_serving(_router_settings(), params, versions)
 
 
-@task
+@task(**RETRIES)
 def quality_task(name: str, versions: dict[str, str]) -> dict[str, float]:
     return quality_scores(get_settings(), name, versions)
 
 
-@task
+@task(**RETRIES)
 def replay_prompts_task(name: str, version: str) -> list[str]:
     return replay_prompts(get_settings(), name, version)
 

@@ -11,6 +11,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
+from tasks.caching import source_run_key, stage_task
 from tasks.clients.feature_store import CHUNK_VIEW
 from tasks.clients.ray_cluster import ensure_ray
 from tasks.clients.tracking import start_run
@@ -213,7 +214,7 @@ def _log_comparison(report: CompressReport, params: CompressParams) -> None:
     mlflow.log_artifacts(report.chosen_row.folder, artifact_path="model")
 
 
-@task
+@stage_task(source_run_key)
 def compress_task(params: CompressParams) -> CompressReport:
     return compress(params, get_settings())
 

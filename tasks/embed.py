@@ -15,6 +15,7 @@ from sentence_transformers import SentenceTransformer
 from tqdm import tqdm
 
 from tasks import lake
+from tasks.caching import RETRIES, snapshot_key, stage_task
 from tasks.clients.embedder import DEFAULT_MODEL, load_embedder, max_content_tokens
 from tasks.clients.feature_store import ChunkIndex
 from tasks.core.chunking import check_chunk_size, chunk_tokens
@@ -186,7 +187,7 @@ def _language_row(t: LanguageTokens) -> dict:
     }
 
 
-@task
+@stage_task(snapshot_key, **RETRIES)  # upserts by content-hash id
 def index_snapshot(params: EmbedParams) -> EmbedReport:
     settings = get_settings()
     with ChunkIndex(settings) as index:  # closed after: the serving app may read it next

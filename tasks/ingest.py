@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from tasks import lake
+from tasks.caching import ingest_key, stage_task
 from tasks.core.documents import Batch, prepare_batch, quarantine_row, reason_kind
 from tasks.core.iterables import batched
 from tasks.demo_corpus import write_python_docs
@@ -128,7 +129,7 @@ def resolve_source(params: IngestParams) -> Path:
     return write_python_docs(dest, params.demo_topics, params.demo_modules)
 
 
-@task
+@stage_task(ingest_key)
 def ingest_source(root: Path, params: IngestParams) -> IngestReport:
     report = ingest_folder(root, params, get_settings())
     if not report.reconciles:  # a bug, never a data problem: stop before anything builds on it

@@ -20,6 +20,7 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from tasks.caching import RETRIES
 from tasks.core.drift import DriftThresholds, current_window, decide, reference_window
 from tasks.core.drift_figures import WindowFigures, measurements
 from tasks.core.text_features import new_terms, vocabulary
@@ -227,7 +228,7 @@ def monitor_requests(
 
 
 # Windows hold DataFrames: hashing them for a cache key would cost more than the task.
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, **RETRIES)
 def load_windows_task(params: MonitorParams) -> Windows:
     return load_windows(get_settings(), params, datetime.now(UTC))
 

@@ -14,6 +14,7 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.runtime import flow_run
 
+from tasks.caching import RETRIES
 from tasks.clients.registry import DIGEST_TAG, NONE, AliasChange, model_registry
 from tasks.clients.tracking import latest_run_with, run_base_model
 from tasks.compress_report import EXPERIMENT as COMPRESS_EXPERIMENT
@@ -270,7 +271,7 @@ def current_actor() -> str:
     return f"{flow_run.get_flow_name()} flow run {run}" if run else "plain call"
 
 
-@task
+@task(**RETRIES)
 def resolve_candidate(params: PromoteParams) -> Candidate:
     if params.compress_report is not None:
         return Candidate.from_report(params.compress_report)
@@ -312,7 +313,7 @@ def rollback_task(name: str, reason: str, requested_by: str) -> AliasChange:
     return rollback_champion(name, reason, requested_by or current_actor(), get_settings())
 
 
-@task
+@task(**RETRIES)
 def publish_alias_history(name: str) -> list[AliasChange]:
     changes = alias_history(name)
     create_table_artifact(

@@ -16,6 +16,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel
 
+from tasks.caching import finetune_key, stage_task
 from tasks.clients.ray_cluster import ensure_ray, worker_capacity
 from tasks.clients.tracking import BASE_MODEL_ARTIFACT, start_run
 from tasks.core.cost import Usage, usage_metrics
@@ -198,7 +199,9 @@ def _export(model: torch.nn.Module, plan: Plan, settings: Settings, run_id: str)
     return dest
 
 
-@task
+# Cached: training is seeded (initialisation, data order, split), so the same parameters on the
+# same snapshot and base give the same model; the reused MLflow run stays its record.
+@stage_task(finetune_key)
 def finetune_task(params: FinetuneParams) -> FinetuneReport:
     return finetune(params, get_settings())
 
