@@ -14,7 +14,7 @@ from tasks.core.canary import plan_steps
 from tasks.promote.tasks import publish_alias_history
 
 
-@flow(name="canary_rollout", log_prints=True)
+@flow(name="canary_rollout", flow_run_name="canary-{params.model_name}", log_prints=True)
 def canary_rollout(params: CanaryParams = CanaryParams()) -> CanaryOutcome:  # noqa: B008
     """Give the challenger a growing share of live traffic on the running app, judge every step
     on error rate, p95 latency and held-out quality against the champion, then promote it or

@@ -2,9 +2,10 @@ from prefect import flow
 
 from tasks.ingest.params import IngestParams, IngestReport
 from tasks.ingest.tasks import ingest_source, publish_ingest_report, resolve_source
+from tasks.shared.run_names import ingest_run_name
 
 
-@flow(name="ingest_documents", log_prints=True)
+@flow(name="ingest_documents", flow_run_name=ingest_run_name, log_prints=True)
 def ingest_documents(params: IngestParams = IngestParams()) -> IngestReport:  # noqa: B008
     """Read a folder of documents, validate them, keep the good ones and quarantine the rest."""
     root = resolve_source(params)

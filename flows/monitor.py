@@ -10,7 +10,7 @@ from tasks.monitor.tasks import (
 )
 
 
-@flow(name="monitor_drift", log_prints=True)
+@flow(name="monitor_drift", flow_run_name="monitor-{params.model_name}", log_prints=True)
 def monitor_drift(params: MonitorParams = MonitorParams()) -> MonitorReport:  # noqa: B008
     """Compare the current window of the request log with a reference (past traffic or the
     training data): Great Expectations checks on the log, an Evidently report over prompt and

@@ -15,6 +15,7 @@ from tasks.finetune.params import FinetuneParams, FinetuneReport
 from tasks.ingest.params import IngestParams, IngestReport
 from tasks.promote.params import PromoteParams, PromoteReport
 from tasks.promote.summary import publish_pipeline_summary, record_costs
+from tasks.shared.run_names import nightly_run_name
 from tasks.shared.usage import StageMeter
 
 
@@ -46,7 +47,7 @@ class NightlyReport(BaseModel):
     summary: str
 
 
-@flow(name="nightly_pipeline", log_prints=True)
+@flow(name="nightly_pipeline", flow_run_name=nightly_run_name, log_prints=True)
 def nightly_pipeline(params: NightlyParams = NightlyParams()) -> NightlyReport:  # noqa: B008
     """The whole pipeline, stage after stage, on one data snapshot: ingest → embed → fine-tune
     → compress → register → canary rollout on the serving app (when there is a champion to

@@ -11,9 +11,10 @@ from tasks.promote.tasks import (
     register_candidate_task,
     resolve_candidate,
 )
+from tasks.shared.run_names import promote_run_name
 
 
-@flow(name="promote_model", log_prints=True)
+@flow(name="promote_model", flow_run_name=promote_run_name, log_prints=True)
 def promote_model(params: PromoteParams = PromoteParams()) -> PromoteReport:  # noqa: B008
     """Register a compressed model with its lineage as challenger, compare it with its base and
     the champion on the same held-out documents, and promote it if the rule (and, when asked

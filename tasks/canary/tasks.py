@@ -17,6 +17,7 @@ from tasks.canary.rollout import (
 )
 from tasks.clients import Clients
 from tasks.clients.secrets import with_serving_key
+from tasks.shared.caching import RETRIES
 from tasks.shared.runs import current_actor
 from tasks.shared.settings import get_settings
 
@@ -26,7 +27,7 @@ def _clients() -> Clients:
     return Clients(with_serving_key(get_settings()))
 
 
-@task(retries=2, retry_delay_seconds=2)
+@task(**RETRIES)
 def canary_versions_task(name: str) -> dict[str, str]:
     return canary_versions(Clients(), name)
 
@@ -36,12 +37,12 @@ def ensure_serving_task(params: CanaryParams, versions: dict[str, str]) -> bool:
     return ensure_serving(_clients(), params, versions)
 
 
-@task
+@task(**RETRIES)
 def quality_task(name: str, versions: dict[str, str]) -> dict[str, float]:
     return quality_scores(Clients(), name, versions)
 
 
-@task
+@task(**RETRIES)
 def replay_prompts_task(name: str, version: str) -> list[str]:
     return replay_prompts(Clients(), name, version)
 

@@ -11,10 +11,11 @@ from tasks.compress.params import (
     CompressReport,
     comparison_markdown,
 )
+from tasks.shared.caching import source_run_key, stage_task
 from tasks.shared.settings import get_settings
 
 
-@task
+@stage_task(source_run_key)
 def compress_task(params: CompressParams) -> CompressReport:
     return compress(params, get_settings())
 

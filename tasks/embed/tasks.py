@@ -10,10 +10,11 @@ from tasks.clients.feature_store import ChunkIndex
 from tasks.embed.index import embed_snapshot
 from tasks.embed.params import EmbedParams, EmbedReport
 from tasks.embed.ray_encoder import RayEncoder, use_ray
+from tasks.shared.caching import RETRIES, snapshot_key, stage_task
 from tasks.shared.settings import get_settings
 
 
-@task
+@stage_task(snapshot_key, **RETRIES)  # upserts by content-hash id
 def index_snapshot(params: EmbedParams) -> EmbedReport:
     settings = get_settings()
     with ChunkIndex(settings) as index:  # closed after: the serving app may read it next

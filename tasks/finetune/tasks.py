@@ -11,10 +11,13 @@ from prefect.artifacts import create_markdown_artifact
 from tasks.clients.tracking import tracked
 from tasks.finetune.params import FinetuneParams, FinetuneReport
 from tasks.finetune.trainer import finetune
+from tasks.shared.caching import finetune_key, stage_task
 from tasks.shared.settings import get_settings
 
 
-@task
+# Cached: training is seeded (initialisation, data order, split), so the same parameters on the
+# same snapshot and base give the same model; the reused MLflow run stays its record.
+@stage_task(finetune_key)
 def finetune_task(params: FinetuneParams) -> FinetuneReport:
     return finetune(params, get_settings())
 

@@ -11,6 +11,7 @@ from tasks.ingest.demo_corpus import write_python_docs
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams, IngestReport
 from tasks.shared import lake
+from tasks.shared.caching import ingest_key, stage_task
 from tasks.shared.settings import get_settings
 
 
@@ -23,7 +24,7 @@ def resolve_source(params: IngestParams) -> Path:
     return write_python_docs(dest, params.demo_topics, params.demo_modules)
 
 
-@task
+@stage_task(ingest_key)
 def ingest_source(root: Path, params: IngestParams) -> IngestReport:
     report = ingest_folder(root, params, get_settings())
     if not report.reconciles:  # a bug, never a data problem: stop before anything builds on it

@@ -16,11 +16,12 @@ from tasks.monitor.params import (
     MonitorReport,
     summary_markdown,
 )
+from tasks.shared.caching import RETRIES
 from tasks.shared.settings import get_settings
 
 
 # Windows hold DataFrames: hashing them for a cache key would cost more than the task.
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, **RETRIES)
 def load_windows_task(params: MonitorParams) -> Windows:
     return load_windows(get_settings(), params, datetime.now(UTC))
 

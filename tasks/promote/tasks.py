@@ -29,10 +29,11 @@ from tasks.promote.registration import (
     register_candidate,
     rollback_champion,
 )
+from tasks.shared.caching import RETRIES
 from tasks.shared.runs import current_actor
 
 
-@task
+@task(**RETRIES)
 def resolve_candidate(params: PromoteParams) -> Candidate:
     if params.compress_report is not None:
         return Candidate.from_report(params.compress_report)
@@ -74,7 +75,7 @@ def rollback_task(name: str, reason: str, requested_by: str) -> AliasChange:
     return rollback_champion(name, reason, requested_by or current_actor(), Clients())
 
 
-@task
+@task(**RETRIES)
 def publish_alias_history(name: str) -> list[AliasChange]:
     changes = alias_history(name, Clients())
     create_table_artifact(

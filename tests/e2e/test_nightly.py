@@ -101,8 +101,9 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     hits = search("What does the with statement do?", top_k=3, settings=settings)
     assert {"topics/with.txt", "modules/contextlib.html"} & {h.source for h in hits}
 
-    # Nothing new to embed; trained longer, the new model passes the held-out comparison and
-    # faces the champion in a canary on the serving app, which the nightly deploys.
+    # Same sources, same snapshot: ingest and embed are reused from the cache; trained longer,
+    # the new model passes the held-out comparison and faces the champion in a canary on the
+    # serving app, which the nightly deploys.
     longer = params.finetune.model_copy(update={"max_steps": 30, "checkpoint_every": 15})
     canary = CanaryParams(
         router_url=f"http://127.0.0.1:{free_port()}",
@@ -116,8 +117,8 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
         again = nightly_pipeline(params.model_copy(update={"finetune": longer, "canary": canary}))
     finally:
         serve.shutdown()
-    assert (again.ingest.new_documents, again.embed.chunks_embedded) == (0, 0)
-    assert again.embed.collection_rows == embed.collection_rows
+    assert (again.ingest, again.embed) == (ingest, embed)  # the first run's reports
+    assert again.finetune.run_id != report.finetune.run_id and again.finetune.steps == 30
     assert again.promote.version == "2" and again.promote.parent_version == "1"
     assert again.promote.canary_pending and not again.promote.promoted, again.promote.reasons
     rolled = again.canary
