@@ -43,8 +43,8 @@ def nightly_params(quick: bool, steps: int | None) -> Any:
     compressions), or with --quick the orchestration benchmark's slice (10 pydoc topics, 20
     steps on short sequences)."""
     from flows.nightly import NightlyParams
-    from tasks.ingest import IngestParams
-    from tasks.train_prepare import FinetuneParams
+    from tasks.finetune.params import FinetuneParams
+    from tasks.ingest.params import IngestParams
 
     if not quick:
         finetune = FinetuneParams() if steps is None else FinetuneParams(max_steps=steps)
@@ -98,8 +98,8 @@ def run(quick: bool, steps: int | None) -> dict[str, Any]:
     from prefect.testing.utilities import prefect_test_harness
 
     from tasks.clients.ray_cluster import ensure_ray
-    from tasks.compress import CompressParams
-    from tasks.settings import get_settings
+    from tasks.compress.params import CompressParams
+    from tasks.shared.settings import get_settings
 
     params = nightly_params(quick, steps)
     broken = params.model_copy(
