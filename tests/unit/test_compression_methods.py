@@ -27,7 +27,10 @@ from tasks.compress.methods.quantize import (
 from tasks.shared.candidates import WEIGHTS, load_candidate, save_candidate
 
 # torch 2.13 deprecates the quantized-tensor constructors the int8 kernels need (pytorch#184982)
-pytestmark = pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning"),
+]
 
 Method = Callable[[LlamaForCausalLM], tuple[dict[str, Any], set[str]]]
 
