@@ -33,7 +33,8 @@ import numpy as np
 
 from tasks.clients.embedder import load_embedder
 from tasks.clients.feature_store import CHUNK_FEATURES
-from tasks.shared import lake, retrieval
+from tasks.embed import retrieval
+from tasks.shared import lake
 
 TOP_K, GOAL_LATENCY, GOAL_RECALL = 10, 1.5, 0.99
 QUESTIONS = [

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.e2e
 
 EMBED = """
 import json
-from tasks.embed.index import EmbedParams, index_snapshot
+from tasks.embed.params import EmbedParams
+from tasks.embed.tasks import index_snapshot
 params = EmbedParams(chunk_tokens=128, encode_batch_size=16)
 print(json.dumps(index_snapshot.fn(params).model_dump()))
 """
