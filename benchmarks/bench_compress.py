@@ -19,7 +19,7 @@ import argparse
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import _common
 import torch
@@ -41,19 +41,9 @@ def finetuned_run(settings: Any, quick: bool) -> str:
 
 def compress_all(settings: Any, run_id: str, recovery: int, quick: bool) -> Any:
     from tasks.compress.candidates import compress
-    from tasks.compress.params import CompressParams
+    from tasks.compress.params import CompressParams, Method
 
-    methods = [
-        "merge",
-        "bf16",
-        "fp16",
-        "int8_dynamic",
-        "int8_static",
-        "magnitude",
-        "structured",
-        "lowrank",
-        "distill",
-    ]
+    methods = list(get_args(Method))  # every method the stage knows
     plain = compress(
         CompressParams(
             source_run_id=run_id,
