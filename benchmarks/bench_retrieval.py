@@ -8,7 +8,7 @@ After ingest + embed of the demo corpus, every query is timed on each path, inte
 - pymilvus ids: `client.search(...)` on the same collection, same vector, metric and search
   params, `output_fields=["chunk_id"]`;
 - pymilvus fields: the same, asking for the fields the Feast path returns;
-- retrieval.search: `tasks.embed.retrieval.search(query, top_k=10, index=index)`, embed included.
+- retrieval.search: `tasks.clients.retrieval.search(query, top_k=10, index=index)`, embed included.
 
 Goal: the search function (text query in, ranked hits out) at p50 <= 1.5 x a direct pymilvus
 search doing the same job (embed the query + `client.search` returning the same fields). The
@@ -33,7 +33,7 @@ import numpy as np
 
 from tasks.clients.embedder import load_embedder
 from tasks.clients.feature_store import CHUNK_FEATURES
-from tasks.embed import retrieval
+from tasks.clients import retrieval
 from tasks.shared import lake
 
 TOP_K, GOAL_LATENCY, GOAL_RECALL = 10, 1.5, 0.99
@@ -175,7 +175,7 @@ LABELS = {
     "feast": "Feast ChunkIndex.search (vector given)",
     "direct_ids": "pymilvus search, chunk_id only (vector given)",
     "direct_fields": "pymilvus search, same fields as Feast (vector given)",
-    "retrieval": "tasks.embed.retrieval.search (embed included)",
+    "retrieval": "tasks.clients.retrieval.search (embed included)",
     "embed+direct_fields": "direct: embed + pymilvus same fields (sum per query)",
 }
 

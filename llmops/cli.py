@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import textwrap
 from pathlib import Path
@@ -12,7 +13,7 @@ from tasks.shared.settings import REPO_ROOT
 
 
 def _search(args: argparse.Namespace) -> None:
-    from tasks.embed.retrieval import search
+    from tasks.clients.retrieval import search
 
     for hit in search(args.query, args.top_k, args.model):
         snippet = textwrap.shorten(hit.text, width=args.width, placeholder=" …")
@@ -53,6 +54,66 @@ def _plan_capacity(args: argparse.Namespace) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+
+
+def _show(label: str, text: object, width: int) -> None:
+    if isinstance(text, str) and text:
+        snippet = textwrap.shorten(text, width=width, placeholder=" …")
+        print(textwrap.indent(f"{label}: {snippet}", "    "))
+
+
+def _feedback(args: argparse.Namespace) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tasks.monitor.feedback import load_feedback
+    from tasks.shared.settings import get_settings
+
+    since = datetime.now(UTC) - timedelta(hours=args.hours)
+    joined = load_feedback(get_settings(), since).tail(args.limit)
+    if joined.empty:
+        print(f"no feedback in the last {args.hours:g} hours")
+        return
+    for row in joined.itertuples():
+        where = f"version {row.version}" if row.known else "request not in the log"
+        print(f"{row.at:%Y-%m-%d %H:%M} {row.rating:+d}  {row.request_id}  ({where})", end="")
+        print(f"  by {row.user}" if row.user else "")
+        _show("question", row.prompt, args.width)
+        _show("answer", row.response, args.width)
+        _show("correction", row.correction, args.width)
+        _show("comment", row.comment, args.width)
+
+
+def _golden_candidates(args: argparse.Namespace) -> None:
+    from tasks.monitor.feedback import approved_request_ids, golden_candidates, load_feedback
+    from tasks.shared.settings import get_settings
+
+    settings = get_settings()
+    joined = load_feedback(settings)
+    candidates = golden_candidates(joined, approved_request_ids(settings.golden_path))
+    for row in candidates.itertuples():
+        sources = ", ".join(row.source_ids) or "none (cannot be approved: no passages)"
+        print(f"{row.request_id}  (version {row.version}, {row.at:%Y-%m-%d %H:%M})")
+        _show("question", row.question, args.width)
+        _show("answer", row.answer, args.width)
+        _show("reference", row.reference, args.width)
+        print(f"    source ids: {sources}")
+    stray = int((~joined["known"] & joined["correction"].notna()).sum())
+    print(f"{len(candidates)} candidate(s); approve one with `llmops golden approve <request id>`")
+    if stray:
+        print(f"{stray} correction(s) on requests the log does not hold (not candidates)")
+
+
+def _golden_approve(args: argparse.Namespace) -> None:
+    from tasks.monitor.feedback import approve_candidate
+    from tasks.shared.settings import get_settings
+
+    settings = get_settings()
+    try:
+        by = args.by or getpass.getuser()
+    except (KeyError, OSError):  # no login name to be found (a container's bare uid)
+        raise ValueError("say who approves: --by NAME") from None
+    row = approve_candidate(settings, args.request_id, by)
+    print(f"approved {args.request_id} by {row['approved_by']} into {settings.golden_path}")
 
 
 def _count(text: str) -> int:
@@ -106,6 +167,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-gpus", type=int, default=8, help="GPUs at most")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(run=_plan_capacity)
+    p = commands.add_parser("feedback", help="recent feedback with the question and the answer")
+    p.add_argument("--hours", type=float, default=24, help="how far back (default 24)")
+    p.add_argument("--limit", type=int, default=20, help="the latest N (default 20)")
+    p.add_argument("--width", type=int, default=200, help="characters of each text to show")
+    p.set_defaults(run=_feedback)
+    golden = commands.add_parser("golden", help="the golden set grown from corrections")
+    steps = golden.add_subparsers(required=True)
+    p = steps.add_parser("candidates", help="corrections not yet approved into the golden set")
+    p.add_argument("--width", type=int, default=200, help="characters of each text to show")
+    p.set_defaults(run=_golden_candidates)
+    p = steps.add_parser("approve", help="append a candidate to the golden set (once)")
+    p.add_argument("request_id")
+    p.add_argument("--by", help="who approves (default: your login name)")
+    p.set_defaults(run=_golden_approve)
     args = parser.parse_args(argv)
     try:
         args.run(args)

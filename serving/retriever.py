@@ -43,7 +43,7 @@ class Retriever:
 
     def _search(self, query: str, top_k: int) -> list[dict[str, Any]] | str:
         from tasks.clients.feature_store import ChunkIndex, IndexBusy
-        from tasks.embed.retrieval import search
+        from tasks.clients.retrieval import search
 
         with self._lock:
             try:

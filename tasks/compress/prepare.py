@@ -3,19 +3,22 @@ candidate is measured on."""
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import torch
 
-from tasks.clients.tracking import EXPERIMENT, connect, latest_run_with, run_base_model
+from tasks.clients.tracking import (
+    EXPERIMENT,
+    connect,
+    finetuned_model,
+    latest_run_with,
+    run_base_model,
+)
 from tasks.core.sequences import pack
 from tasks.shared.lake import split_snapshot
 from tasks.shared.manifest import verify_manifest
-from tasks.shared.model_files import copy_verified
 from tasks.shared.settings import Settings
 
 
@@ -51,14 +54,7 @@ def resolve_source(settings: Settings, run_id: str | None) -> Source:
     run = client.get_run(run_id)
     if "data_snapshot" not in run.data.tags:
         raise ValueError(f"MLflow run {run_id} is not a fine-tuning run (no data_snapshot tag)")
-    folder = settings.models_dir / "finetuned" / run_id
-    if not folder.exists():  # trained elsewhere: fetch it, streamed and verified
-        with tempfile.TemporaryDirectory() as tmp:
-            fetched = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path="model", dst_path=tmp
-            )
-            copy_verified(Path(fetched), folder, settings.allow_pickle)
-    verify_manifest(folder, allow_pickle=settings.allow_pickle)
+    folder = finetuned_model(settings, run_id)
     params = run.data.params
     return Source(
         run_id=run_id,

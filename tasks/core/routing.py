@@ -12,6 +12,9 @@ import hashlib
 import math
 from collections.abc import Mapping
 
+# How a caller pins a version and names its session (sticky routing) over HTTP.
+VERSION_HEADER, SESSION_HEADER = "x-llmops-version", "x-llmops-session"
+
 
 class UnknownVersion(ValueError):
     """A request pinned a version that the router does not serve."""

@@ -192,24 +192,33 @@ def write_manifest(path: Path, frame: pd.DataFrame) -> None:
     os.replace(tmp, path)
 
 
-def _snapshot_texts(settings: Settings, snapshot_id: str) -> pd.DataFrame:
+def _snapshot_texts(
+    settings: Settings, snapshot_id: str, columns: tuple[str, ...] = ("doc_id", "text")
+) -> pd.DataFrame:
     members = lake.read_snapshot(settings.snapshots_dir, snapshot_id)
     frames = list(lake.iter_documents(settings.documents_dir, set(members["doc_id"])))
     if not frames:
         raise ValueError(
             f"snapshot {snapshot_id} has no documents to train on: ingest some documents first"
         )
-    docs = pd.concat(frames, ignore_index=True)[["doc_id", "text"]]
+    docs = pd.concat(frames, ignore_index=True)[list(columns)]
     return docs.sort_values("doc_id", ignore_index=True)  # the same split on every run
 
 
 def split_snapshot(
-    settings: Settings, snapshot_id: str | None, eval_fraction: float
+    settings: Settings,
+    snapshot_id: str | None,
+    eval_fraction: float,
+    columns: tuple[str, ...] = ("doc_id", "text"),
 ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """The snapshot's documents split into training and held-out, the same way on every run
-    (so later stages evaluate on exactly the documents training never saw)."""
+    (so later stages evaluate on exactly the documents training never saw). `columns`: the
+    document fields carried, doc_id among them (add "title", say); the split never depends on
+    them."""
+    if "doc_id" not in columns:
+        raise ValueError(f"columns must include doc_id, got {columns}")
     snapshot_id = snapshot_id or lake.latest_snapshot(settings.snapshots_dir)
-    docs = _snapshot_texts(settings, snapshot_id)
+    docs = _snapshot_texts(settings, snapshot_id, columns)
     held_out = docs["doc_id"].map(lambda d: is_held_out(d, eval_fraction))
     if held_out.all() or not held_out.any():  # too few documents for the hash split
         if len(docs) < 2:

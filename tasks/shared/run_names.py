@@ -52,3 +52,12 @@ def promote_run_name() -> str:
 
 def nightly_run_name() -> str:
     return f"nightly-{_source(_param('ingest', 'source_dir'))}"
+
+
+def evaluate_run_name() -> str:
+    endpoint = _param("endpoint")
+    if endpoint:
+        return f"evaluate-endpoint-{endpoint.split('//')[-1].rstrip('/')}"
+    if _param("run_id"):
+        return f"evaluate-run-{_run(_param('run_id'))}"
+    return f"evaluate-{_param('model_name')}-{_param('version') or 'champion'}"

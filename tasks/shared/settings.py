@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         return self.lake_dir / "snapshots"
 
     @property
+    def evalsets_dir(self) -> Path:
+        """Evaluation sets (parquet, named by content hash) and quarantined golden-set rows."""
+        return self.lake_dir / "evalsets"
+
+    @property
     def chunks_dir(self) -> Path:
         return self.lake_dir / "chunks"
 
@@ -93,6 +98,18 @@ class Settings(BaseSettings):
     def requests_dir(self) -> Path:
         """The serving request log (the router writes it; the canary and the monitor read)."""
         return self.home / "requests"
+
+    @property
+    def feedback_dir(self) -> Path:
+        """Feedback on answers (rating, correction), by request id, stored with the request log:
+        a log of its own in the same durable layout (the router writes it)."""
+        return self.requests_dir / "feedback"
+
+    @property
+    def golden_path(self) -> Path:
+        """The golden set a person approves (JSONL: question, reference, source_ids), grown by
+        `llmops golden approve` from corrections given as feedback."""
+        return self.lake_dir / "golden" / "golden.jsonl"
 
     @property
     def corpus_dir(self) -> Path:

@@ -9,7 +9,7 @@ from pydoc_data.topics import topics
 import pytest
 
 from tasks.clients.feature_store import ChunkIndex
-from tasks.embed.retrieval import search
+from tasks.clients.retrieval import search
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams
 from tasks.shared.settings import Settings

@@ -9,7 +9,7 @@ from ray import serve
 from flows.nightly import NightlyParams, nightly_pipeline
 from tasks.canary.params import CanaryParams, ThresholdParams
 from tasks.embed.params import EmbedParams
-from tasks.embed.retrieval import search
+from tasks.clients.retrieval import search
 from tasks.finetune.params import FinetuneParams
 from tasks.ingest.params import IngestParams
 from tasks.shared.settings import Settings

@@ -12,7 +12,7 @@ from tasks.clients.feature_store import ChunkIndex
 from tasks.embed.index import embed_snapshot
 from tasks.embed.params import EmbedParams
 from tasks.embed.ray_encoder import RayEncoder
-from tasks.embed.retrieval import search
+from tasks.clients.retrieval import search
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams
 from tasks.shared import lake

@@ -10,7 +10,7 @@ from pymilvus import MilvusClient
 
 from tasks.clients.feature_store import CHUNK_VIEW, ChunkIndex, MilvusUnavailable
 from tasks.embed.params import EmbedParams
-from tasks.embed.retrieval import search
+from tasks.clients.retrieval import search
 from tasks.embed.tasks import index_snapshot
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams

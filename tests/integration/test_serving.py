@@ -21,7 +21,6 @@ from pydantic import SecretStr
 from transformers import AutoTokenizer
 
 from serving.app import deploy
-from serving.generation import generate, stream
 from tasks.clients import Clients
 from tasks.clients.feature_store import ChunkIndex
 from tasks.clients.request_log import read_requests
@@ -32,6 +31,7 @@ from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams
 from tasks.promote.params import Candidate
 from tasks.promote.registration import register_candidate
+from tasks.shared.generation import generate, stream
 from tasks.shared.models import load_model_folder
 from tasks.shared.settings import Settings
 

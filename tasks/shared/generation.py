@@ -9,13 +9,12 @@ the EOS that ended a row, so fewer ids than asked means the model stopped by its
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from serving.api import ChatRequest, GenerationRequest
 from tasks.core.context import Chunk, build_prompt, context_budget, fit_context
 
 
@@ -48,46 +47,50 @@ class Prompt:
     chunks: list[Chunk]
 
 
-def encode(tokenizer: Any, request: GenerationRequest, question: str | None = None) -> list[int]:
-    """The request's token ids, its question (prompt or last user message) replaced if given.
-    Chat uses the tokenizer's chat template when it has one, else plain `role: text` lines."""
-    if not isinstance(request, ChatRequest):
-        return tokenizer.encode(question or request.prompt, add_special_tokens=True)
-    messages = [m.model_dump() for m in request.messages]
-    if question is not None:
-        messages[-1]["content"] = question
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return tokenizer.encode(text, add_special_tokens=False)
-    text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-    return tokenizer.encode(text, add_special_tokens=True)
-
-
-def prepare(
-    tokenizer: Any, request: GenerationRequest, limits: Limits, chunks: list[Chunk] | None
+def fit_prompt(
+    encode: Callable[[str], list[int]],
+    question: str,
+    limits: Limits,
+    max_new: int,
+    chunks: Sequence[Chunk] | None,
+    separator: Callable[[Chunk, int], int],
 ) -> Prompt:
-    """The ids to decode from and how many new tokens they leave room for. With `chunks`
-    (retrieved, best first) the question is wrapped in `build_prompt` with as many passages as
-    the window holds beside the prompt and the answer; the rendered count is checked, not
-    estimated, so the context never overflows."""
-    ids = encode(tokenizer, request)
+    """The ids to decode from and how many new tokens they leave room for. `encode` renders a
+    question (or a whole `build_prompt` text) the way the caller frames it (plain prompt or chat
+    template). With `chunks` (retrieved, best first) the question is wrapped in `build_prompt`
+    with as many passages as the window holds beside the prompt and the answer; the rendered
+    count is checked, not estimated, so the context never overflows."""
+    ids = encode(question)
     if len(ids) > limits.max_prompt_tokens:
         raise PromptTooLong(len(ids), limits.max_prompt_tokens)
-    max_new = min(request.max_tokens or limits.max_tokens, limits.max_tokens)
+    max_new = min(max_new, limits.max_tokens)
     chosen: list[Chunk] = []
     if chunks is not None:
-        question = request.question
-        frame = encode(tokenizer, request, build_prompt(question, []))
+        frame = encode(build_prompt(question, []))
         budget = context_budget(limits.window, len(frame), max_new)
-        separator = max((_separator_tokens(tokenizer, c, len(chunks)) for c in chunks), default=0)
-        chosen = fit_context(chunks, budget, separator)
-        ids = encode(tokenizer, request, build_prompt(question, chosen))
+        sep = max((separator(c, len(chunks)) for c in chunks), default=0)
+        chosen = fit_context(chunks, budget, sep)
+        ids = encode(build_prompt(question, chosen))
         while chosen and len(ids) + max_new > limits.window:  # BPE merges across passages
             chosen.pop()
-            ids = encode(tokenizer, request, build_prompt(question, chosen))
+            ids = encode(build_prompt(question, chosen))
     if len(ids) >= limits.window:
         raise PromptTooLong(len(ids), limits.window - 1, "the prompt with its retrieval frame")
     return Prompt(ids, min(max_new, limits.window - len(ids)), chosen)
+
+
+def prompt_for(
+    tokenizer: Any, question: str, limits: Limits, max_new: int, chunks: Sequence[Chunk] | None
+) -> Prompt:
+    """A plain completion prompt (what `/v1/completions` decodes) for `question`."""
+    return fit_prompt(
+        lambda text: tokenizer.encode(text, add_special_tokens=True),
+        question,
+        limits,
+        max_new,
+        chunks,
+        lambda chunk, n: separator_tokens(tokenizer, chunk, n),
+    )
 
 
 def to_chunk(tokenizer: Any, text: str, doc_id: str, source: str, score: float) -> Chunk:
@@ -96,7 +99,7 @@ def to_chunk(tokenizer: Any, text: str, doc_id: str, source: str, score: float) 
     return Chunk(text=text, tokens=tokens, doc_id=doc_id, source=source, score=score)
 
 
-def _separator_tokens(tokenizer: Any, chunk: Chunk, n: int) -> int:
+def separator_tokens(tokenizer: Any, chunk: Chunk, n: int) -> int:
     # What `build_prompt` puts around a passage: "[n] (source) " and the blank line after it.
     return len(tokenizer.encode(f"[{n}] ({chunk.source}) \n\n", add_special_tokens=False))
 
