@@ -80,6 +80,7 @@ def plain_nightly(params: Any, settings: Any) -> dict[str, float]:
     from tasks.finetune.trainer import finetune
     from tasks.ingest.demo_corpus import write_python_docs
     from tasks.ingest.documents import ingest_folder
+    from tasks.promote.answers import evaluate_answers
     from tasks.promote.params import Candidate
     from tasks.promote.registration import (
         apply_decision,
@@ -107,6 +108,9 @@ def plain_nightly(params: Any, settings: Any) -> dict[str, float]:
         candidate, name = Candidate.from_report(compressed), params.promote.model_name
         registered = register_candidate(candidate, name, Clients(settings), "plain call")
         evaluation = evaluate_models(candidate, registered, Clients(settings))
+        if params.promote.answer_gate:  # as the flow's task does
+            answers = evaluate_answers(candidate, registered, params.promote, Clients(settings))
+            evaluation = evaluation.model_copy(update={"answers": answers})
         decision = decide_promotion(
             evaluation, candidate.gate_passed, params.promote.min_improvement
         )

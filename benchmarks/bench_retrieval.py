@@ -31,9 +31,9 @@ from typing import Any
 import _common
 import numpy as np
 
+from tasks.clients import retrieval
 from tasks.clients.embedder import load_embedder
 from tasks.clients.feature_store import CHUNK_FEATURES
-from tasks.clients import retrieval
 from tasks.shared import lake
 
 TOP_K, GOAL_LATENCY, GOAL_RECALL = 10, 1.5, 0.99

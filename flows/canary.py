@@ -6,6 +6,7 @@ from tasks.canary.tasks import (
     canary_versions_task,
     conclude_task,
     ensure_serving_task,
+    pinned_questions_task,
     publish_canary_report,
     quality_task,
     replay_prompts_task,
@@ -17,19 +18,21 @@ from tasks.promote.tasks import publish_alias_history
 @flow(name="canary_rollout", flow_run_name="canary-{params.model_name}", log_prints=True)
 def canary_rollout(params: CanaryParams = CanaryParams()) -> CanaryOutcome:  # noqa: B008
     """Give the challenger a growing share of live traffic on the running app, judge every step
-    on error rate, p95 latency and held-out quality against the champion, then promote it or
-    roll it back. The champion never stops serving; every alias change is recorded."""
+    on error rate, p95 latency, held-out quality and paired answers to the same pinned questions
+    against the champion, then promote it or roll it back (an inconclusive step gathers more
+    answers first). The champion never stops serving; every alias change is recorded."""
     versions = canary_versions_task(params.model_name)
     ensure_serving_task(params, versions)
     quality = quality_task(params.model_name, versions)
     prompts = replay_prompts_task(params.model_name, versions["challenger"])
+    pinned = pinned_questions_task(params, versions)
     judged = plan_steps(params.steps)[:-1]  # at 100 % the champion has nothing to compare
     if not judged:
         raise ValueError("give at least one step below 100 to judge the challenger on")
     steps: list[StepResult] = []
     for percent in judged:
         last = percent == judged[-1]
-        steps.append(canary_step_task(params, versions, percent, last, quality, prompts))
+        steps.append(canary_step_task(params, versions, percent, last, quality, prompts, pinned))
         if steps[-1].action != "advance":
             break
     outcome = conclude_task(params, versions, steps)

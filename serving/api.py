@@ -1,7 +1,8 @@
 """The HTTP contract: OpenAI-compatible requests and responses, SSE chunks and JSON errors.
 
 Extensions to the OpenAI shapes: requests take `rag` and `top_k`; responses carry `version`
-(the registry version that answered) and `sources` (the passages put into the prompt).
+(the registry version that answered) and `sources` (the passages put into the prompt, with
+their text). `POST /v1/feedback` (not OpenAI's) rates an answer by its request id.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+
+from tasks.clients.request_schema import RATINGS
 
 DONE = "data: [DONE]\n\n"
 
@@ -96,6 +99,43 @@ class WeightsUpdate(BaseModel):
     weights: dict[str, float] = Field(min_length=1)
 
 
+def _none_if_blank(text: str | None) -> str | None:
+    return text if text is None or text.strip() else None
+
+
+class FeedbackRequest(BaseModel):
+    """`POST /v1/feedback`: a person's rating of one answer, by the request id the answer came
+    with (its `id`, also the `x-llmops-request-id` header). A thumbs up or down (-1 or 1): what
+    a chat UI asks for in one click; a correction says what the answer should have been, and
+    becomes a golden-set candidate that a person approves (`llmops golden approve`)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt "corection" must not vanish
+
+    request_id: str = Field(min_length=1, max_length=200)
+    rating: StrictInt = Field(description="1 (good) or -1 (bad).")
+    correction: str | None = Field(
+        None, max_length=20_000, description="The answer it should have been; blank = none."
+    )
+    comment: str | None = Field(None, max_length=4_000, description="Blank = none.")
+    user: str | None = Field(None, max_length=200, description="Who rated it; blank = unknown.")
+
+    _check_request_id = field_validator("request_id")(_not_blank)
+    _blank_is_none = field_validator("correction", "comment", "user")(_none_if_blank)
+
+    @field_validator("rating")
+    @classmethod
+    def _thumbs(cls, rating: int) -> int:
+        if rating not in RATINGS:
+            raise ValueError(f"must be one of {RATINGS}: 1 (good) or -1 (bad)")
+        return rating
+
+
+class FeedbackStored(BaseModel):
+    id: str
+    request_id: str
+    stored: Literal[True] = True
+
+
 def parse_request(kind: type[BaseModel], raw: bytes) -> Any:
     """The validated request, or an ApiError: 400 for malformed JSON, 422 for a wrong shape."""
     try:
@@ -111,9 +151,13 @@ def parse_request(kind: type[BaseModel], raw: bytes) -> Any:
 
 
 class Source(BaseModel):
+    """A passage put into the prompt: its document, source, retrieval score and its text as
+    the prompt holds it (what an answer's groundedness is judged against)."""
+
     doc_id: str
     source: str
     score: float
+    text: str
 
 
 class Usage(BaseModel):
@@ -180,7 +224,7 @@ class ChatResponse(_Response):
 
 
 def new_id(kind: type[BaseModel]) -> str:
-    prefix = "chatcmpl" if kind is ChatRequest else "cmpl"
+    prefix = {ChatRequest: "chatcmpl", FeedbackRequest: "fb"}.get(kind, "cmpl")
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 

@@ -4,6 +4,8 @@ deployment per registered version, and one retriever for RAG.
     HTTP ─► Router (auth, routing, request log, metrics) ─► ModelServer "model-v<version>" × n
                                                                   └─► Retriever (embedder, index)
 
+The router also takes feedback on answers (`POST /v1/feedback`) into the feedback log.
+
 Changing the split at runtime (the canary's steps) is `set_weights` (a handle call inside the
 cluster) or `POST /admin/weights` (API key): the router swaps one dict, in place, so nothing
 restarts, no model reloads and no request is dropped. Not `serve.run` again: Serve gives every
@@ -29,20 +31,20 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from serving.api import ApiError, ChatRequest, Generation, GenerationRequest, Source, StreamStart
-from serving.generation import (
+from serving.http import http_app
+from serving.prompts import prepare
+from serving.retriever import NOTHING_INDEXED, Retriever
+from tasks.clients.secrets import with_serving_key
+from tasks.core.routing import normalise_weights
+from tasks.shared.generation import (
     Limits,
     Prompt,
     PromptTooLong,
     TextStream,
     generate,
-    prepare,
     stream,
     to_chunk,
 )
-from serving.http import http_app
-from serving.retriever import NOTHING_INDEXED, Retriever
-from tasks.clients.secrets import with_serving_key
-from tasks.core.routing import normalise_weights
 from tasks.shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -178,7 +180,11 @@ class ModelServer:
 
 
 def _sources(prompt: Prompt) -> list[Source]:
-    return [Source(doc_id=c.doc_id, source=c.source, score=c.score) for c in prompt.chunks]
+    # The text as `build_prompt` puts it in: what the answer's groundedness is judged against.
+    return [
+        Source(doc_id=c.doc_id, source=c.source, score=c.score, text=c.text.strip())
+        for c in prompt.chunks
+    ]
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, **ROLLOUT)
@@ -194,12 +200,13 @@ class Router:
         log_flush_s: float = 30.0,
     ) -> None:
         from serving.metrics import ServingMetrics
-        from tasks.clients.request_log import RequestLog
+        from tasks.clients.request_log import FeedbackLog, RequestLog
 
         self.settings, self.model_name, self.servers = settings, model_name, servers
         self.weights: dict[str, float] = dict.fromkeys(servers, 1.0)  # until reconfigure
         self.metrics = ServingMetrics()
         self.log = RequestLog(settings.requests_dir)
+        self.feedback = FeedbackLog(settings.feedback_dir)
         self.log_flush_s = log_flush_s
         key = settings.serving_api_key
         self.api_key = key.get_secret_value() if key else None
@@ -219,7 +226,8 @@ class Router:
         return http_app(self)
 
     def __del__(self) -> None:
-        self.log.close()  # moves what the WAL holds into parquet
+        self.log.close()  # moves what the WALs hold into parquet
+        self.feedback.close()
 
 
 def checked_weights(weights: Mapping[str, float], served: Any) -> dict[str, float]:

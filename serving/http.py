@@ -1,5 +1,6 @@
 """The router's HTTP side: FastAPI routes, auth, version choice, and for every generation
-request (answered, refused or failed) a request-log row and a metrics observation."""
+request (answered, refused or failed) a request-log row and a metrics observation; feedback on
+answers goes into the feedback log, durable before it is acknowledged."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from serving.api import (
     ApiError,
     ChatRequest,
     CompletionRequest,
+    FeedbackRequest,
+    FeedbackStored,
     Generation,
     StreamStart,
     WeightsUpdate,
@@ -34,10 +37,9 @@ from serving.api import (
     sse,
     stream_chunk,
 )
-from tasks.core.routing import UnknownVersion, choose_version
+from tasks.core.routing import SESSION_HEADER, VERSION_HEADER, UnknownVersion, choose_version
 
 logger = logging.getLogger(__name__)
-VERSION_HEADER, SESSION_HEADER = "x-llmops-version", "x-llmops-session"
 REQUEST_ID_HEADER = "x-llmops-request-id"  # the request log's key, also on refusals
 NO_VERSION = "none"  # requests refused before a version was chosen
 
@@ -198,6 +200,29 @@ class Gateway:
         except Exception:  # the answer stands; the failure is loud in the replica's log
             logger.exception("request %s could not be written to the request log", rec.request_id)
 
+    async def feedback(self, http: Request) -> Response:
+        """Store one rating (fsynced) and say so; a refused one stores nothing. The request id
+        is not looked up: feedback may come before its request reaches parquet, and one whose
+        request the log does not hold is reported as such by the monitor, not lost here."""
+        try:
+            self.authorize(http)
+            req = parse_request(FeedbackRequest, await http.body())
+            row = {"feedback_id": new_id(FeedbackRequest), "at": datetime.now(UTC)}
+            row |= req.model_dump()
+            try:
+                await asyncio.to_thread(self.router.feedback.append, row)
+            except ValueError as exc:  # text the log cannot hold (a lone surrogate)
+                raise ApiError(422, str(exc), "invalid_request") from None
+            except Exception as exc:
+                logger.exception("feedback on %s could not be stored", req.request_id)
+                raise ApiError(
+                    503, f"feedback could not be stored: {type(exc).__name__}", "storage_failed"
+                ) from None
+        except ApiError as error:
+            return error_response(error)
+        stored = FeedbackStored(id=row["feedback_id"], request_id=req.request_id)
+        return JSONResponse(stored.model_dump())
+
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         async def probe(handle: Any) -> dict[str, Any] | None:
             try:
@@ -214,10 +239,11 @@ class Gateway:
         """Parquet is what monitoring reads: do not let quiet hours keep rows in the WAL."""
         while True:
             await asyncio.sleep(self.router.log_flush_s)
-            try:
-                await asyncio.to_thread(self.router.log.flush)
-            except Exception:
-                logger.exception("request log flush failed; retrying later")
+            for log in (self.router.log, self.router.feedback):
+                try:
+                    await asyncio.to_thread(log.flush)
+                except Exception:
+                    logger.exception("%s flush failed; retrying later", log.kind.name)
 
 
 async def complete(server: Any, req: Any) -> Any:
@@ -256,6 +282,10 @@ def http_app(router: Any) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         return await gateway.generate(ChatRequest, request)
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> Response:
+        return await gateway.feedback(request)
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:

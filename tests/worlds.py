@@ -1,23 +1,31 @@
 """A tiny world for registry and promotion tests: a snapshot of pydoc topics, a tiny base
 model with its own tokenizer, a training run over them, and compression runs whose chosen
-candidate is that model trained for more or fewer steps (more steps, fewer bits per byte)."""
+candidate is that model trained for more or fewer steps (more steps, fewer bits per byte).
+`serving_app` serves two registered versions of it on a local Ray Serve, with a RAG index."""
 
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from copy import deepcopy
+from dataclasses import dataclass, replace
 from pathlib import Path
 from pydoc_data.topics import topics
 
+import httpx
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from pydantic import SecretStr
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from tasks.clients import Clients
+from tasks.clients.feature_store import ChunkIndex
 from tasks.clients.tracking import start_run
 from tasks.compress.methods.quantize import quantize_dynamic_int8
 from tasks.compress.params import UNCOMPRESSED, CandidateRow, CompressReport
 from tasks.core.sequences import pack
+from tasks.embed.index import embed_snapshot
+from tasks.embed.params import EmbedParams
 from tasks.finetune.base_model import train_tokenizer
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams
@@ -164,3 +172,88 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The served app of the serving and feedback tests (one per test module: it holds the Ray CPUs).
+MODEL, KEY, APP = "assistant", "s3cret-key", "serving-test"
+WINDOW, MAX_PROMPT, MAX_TOKENS = 512, 200, 24
+WEIGHTS = {"2": 30.0, "1": 70.0}  # challenger (int8) first, as a canary lists it
+DOCS = ("try", "with", "for", "while")
+
+
+@dataclass
+class Service:
+    url: str
+    settings: Settings
+    tokenizer: object
+    startup_s: float
+
+    def client(self, key: str | None = KEY) -> httpx.Client:
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+@contextmanager
+def serving_world(root: Path) -> Iterator[World]:
+    """A tiny world whose model has a WINDOW-position window (room for RAG passages)."""
+    with tiny_world(root) as built:
+        config = deepcopy(built.config)
+        config.max_position_embeddings = WINDOW  # RoPE: no weights depend on it
+        yield replace(built, config=config)
+
+
+def fill_index(world: World, embedder) -> None:
+    """Index a few pydoc topics, then close the Milvus Lite file: it opens in one process at a
+    time, and the service's retriever is another process."""
+    root = world.settings.home / "rag-docs"
+    root.mkdir()
+    for name in DOCS:
+        (root / f"{name}.txt").write_text(topics[name])
+    snapshot = ingest_folder(root, IngestParams(source_dir=str(root)), world.settings).snapshot_id
+    with ChunkIndex(world.settings) as index:
+        index.apply()
+        params = EmbedParams(snapshot_id=snapshot, chunk_tokens=64, overlap_tokens=0)
+        assert embed_snapshot(params, world.settings, index, embedder).collection_rows > 8
+
+
+@contextmanager
+def serving_app(world: World, embedder) -> Iterator[Service]:
+    """Versions 1 (plain) and 2 (int8) registered, the index filled, the app deployed behind
+    an API key on a free port with the request and feedback logs flushed every 0.5 s; Serve is
+    shut down afterwards. Needs a running Ray."""
+    from ray import serve
+
+    from serving.app import deploy
+
+    for name, steps, quantized in (("v1", 10, False), ("v2", 3, True)):
+        candidate = Candidate.from_report(compressed(world, name, steps, quantized=quantized))
+        register_candidate(candidate, MODEL, Clients(world.settings), "test")
+    fill_index(world, embedder)
+    settings = world.settings.model_copy(
+        update={
+            "serving_api_key": SecretStr(KEY),
+            "serving_max_prompt_tokens": MAX_PROMPT,
+            "serving_max_tokens": MAX_TOKENS,
+        }
+    )
+    port = free_port()
+    started = time.perf_counter()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    deploy(settings, MODEL, WEIGHTS, name=APP, batch_wait_timeout_s=0.005, log_flush_s=0.5)
+    startup = time.perf_counter() - started
+    print(f"\nserve start + deploy of 2 versions and the retriever: {startup:.1f} s")
+    tokenizer = AutoTokenizer.from_pretrained(world.base_dir)
+    try:
+        yield Service(f"http://127.0.0.1:{port}", settings, tokenizer, startup)
+    finally:
+        serve.shutdown()
+
+
+def post(client: httpx.Client, path: str, body: dict, **headers: str) -> httpx.Response:
+    return client.post(path, json=body, headers=headers)
+
+
+def complete(client: httpx.Client, prompt: str, **fields) -> dict:
+    r = post(client, "/v1/completions", {"model": MODEL, "prompt": prompt, **fields})
+    assert r.status_code == 200, r.text
+    return r.json()

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from tasks.clients.registry import MODEL_NAME
 from tasks.core.promotion import REGISTERED_MODEL
+from tasks.evaluate.params import AnswerParams, ContractParams
 
 
 class ThresholdParams(BaseModel):
@@ -31,6 +32,19 @@ class CanaryParams(BaseModel):
         default_factory=ThresholdParams, description="When a step rolls back."
     )
     max_wait_s: float = Field(300, gt=0, description="Per step, for enough requests.")
+    answer_check: bool = Field(
+        True, description="Both versions answer the same pinned held-out questions each step."
+    )
+    pinned_questions: int = Field(
+        40, ge=1, description="Pinned questions per round; an inconclusive step adds a round."
+    )
+    max_extensions: int = Field(
+        2, ge=0, description="Rounds an inconclusive step may add before it ends inconclusive."
+    )
+    contract: ContractParams = Field(
+        default_factory=ContractParams, description="How the pinned answers are compared."
+    )
+    answers: AnswerParams = Field(default_factory=AnswerParams, description="How they answer.")
     replay: bool = Field(True, description="Replay held-out prompts when live traffic is short.")
     replay_max_tokens: int = Field(8, ge=1, le=256, description="Tokens per replayed answer.")
     app_name: str = Field("llmops", description="Serve application name.")
@@ -64,6 +78,8 @@ class StepResult(BaseModel):
     stats: dict[str, dict[str, float | None]]  # "champion"/"challenger" -> figures
     replayed: int
     seconds: float
+    pinned: int = Field(0, description="Pinned questions both versions answered.")
+    extensions: int = Field(0, description="Rounds added because answers were inconclusive.")
 
 
 class CanaryOutcome(BaseModel):
@@ -86,15 +102,22 @@ def report_markdown(outcome: CanaryOutcome) -> str:
             q = "n/a" if f["quality_bpb"] is None else f"{f['quality_bpb']:.4f}"
             rows.append(
                 f"| {s.percent:g}% | {role} | {f['requests']:.0f} | {f['errors']:.0f} | "
-                f"{f['p95_ms']:.1f} | {q} | {s.action} | {s.replayed} |"
+                f"{f['p95_ms']:.1f} | {q} | {_num(f.get('pinned_token_f1'))} | "
+                f"{_num(f.get('live_groundedness'))} | {s.action} | {s.pinned} "
+                f"(+{s.extensions}) | {s.replayed} |"
             )
     reasons = "\n".join(f"- {r}" for r in o.steps[-1].reasons) if o.steps else ""
     return (
         f"# Canary of {o.model_name} v{o.challenger} against v{o.champion}: {o.verdict}\n\n"
         f"Champion now v{o.champion_now or 'none'}, challenger v{o.challenger_now or 'none'}, "
         f"served: {', '.join(f'v{v}' for v in o.served_now) or 'nothing answered'}\n\n"
-        "| step | version | requests | errors (5xx) | p95 ms | bits/byte | verdict | replayed |\n"
-        "|---|---|---:|---:|---:|---:|---|---:|\n"
+        "| step | version | requests | errors (5xx) | p95 ms | bits/byte | pinned token F1 | "
+        "live groundedness | verdict | pinned (rounds added) | replayed |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|\n"
         + "\n".join(rows)
         + f"\n\n## Reasons at the last step\n\n{reasons}\n"
     )
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

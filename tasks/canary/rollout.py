@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import httpx
 import numpy as np
 import pandas as pd
 
+from tasks.canary.answers import answer_pinned, live_groundedness, pinned_verdict
 from tasks.canary.params import CanaryOutcome, CanaryParams, StepResult
 from tasks.clients import Clients
 from tasks.clients.request_log import read_acknowledged
 from tasks.core.canary import CanaryThresholds, VersionStats, canary_weights, decide_step
+from tasks.core.paired import Verdict
 from tasks.core.promotion import CHALLENGER, CHAMPION
+from tasks.core.scorers import Example
 
 
 def canary_versions(clients: Clients, name: str) -> dict[str, str]:
@@ -130,19 +134,27 @@ def run_step(
     last: bool,
     quality: dict[str, float] | None,
     prompts: list[str],
+    pinned: Sequence[Example] = (),
 ) -> StepResult:
-    """Set the split, gather stats since, replay if short, until a verdict or max_wait_s."""
+    """Set the split; both versions answer a round of the pinned questions; gather stats since,
+    replaying if short, until a verdict or max_wait_s. An inconclusive verdict on the answers
+    adds a round of pinned questions (up to max_extensions), then ends the step as it is."""
     roles = canary_weights(percent)
     split = {versions[r]: roles[r] for r in ("challenger", "champion")}
     clients.serve.set_weights(split, params.app_name)
     started, since, replayed = time.monotonic(), datetime.now(UTC), 0
     t = CanaryThresholds(**params.thresholds.model_dump())
+    rounds = PinnedRounds(clients, params, versions, pinned)
+    answers = rounds.ask()
     while True:
-        stats = step_stats(
-            read_acknowledged(clients.settings.requests_dir, since), versions, quality
-        )
-        verdict = decide_step(stats["champion"], stats["challenger"], t, last)
+        frame = read_acknowledged(clients.settings.requests_dir, since)
+        stats = step_stats(frame, versions, quality)
+        verdict = decide_step(stats["champion"], stats["challenger"], t, last, answers)
         waited = time.monotonic() - started
+        if verdict.action == "extend" and rounds.extensions < params.max_extensions:
+            answers = rounds.ask() or answers  # None: no question left, the step ends so
+            if rounds.asked_more:
+                continue
         if verdict.action != "wait" or waited > params.max_wait_s:
             break
         if params.replay:
@@ -150,23 +162,65 @@ def run_step(
             replayed += replay(clients, params, versions, prompts, short)
         else:
             time.sleep(min(2.0, params.max_wait_s))
+    live = live_groundedness(frame, versions, {e.question for e in pinned})
     figures = {
         role: {
             "requests": s.requests,
             "errors": s.errors,
             "p95_ms": s.p95_ms,
             "quality_bpb": s.quality,
+            "pinned_token_f1": rounds.mean(role, params.contract.primary),
+            "live_groundedness": live[role],
         }
         for role, s in stats.items()
     }
     return StepResult(
         percent=percent,
         action=verdict.action,
-        reasons=list(verdict.reasons),
+        reasons=list(verdict.reasons) + rounds.reasons,
         stats=figures,
         replayed=replayed,
         seconds=round(waited, 2),
+        pinned=rounds.asked,
+        extensions=rounds.extensions,
     )
+
+
+class PinnedRounds:
+    """The step's pinned questions, asked a round at a time; the verdict over all asked."""
+
+    def __init__(
+        self,
+        clients: Clients,
+        params: CanaryParams,
+        versions: dict[str, str],
+        pinned: Sequence[Example],
+    ) -> None:
+        self.clients, self.params, self.versions = clients, params, versions
+        self.pinned = list(pinned) if params.answer_check else []
+        self.scores: dict[str, list] = {"champion": [], "challenger": []}
+        self.asked, self.rounds, self.reasons, self.asked_more = 0, 0, [], False
+
+    @property
+    def extensions(self) -> int:
+        return max(0, self.rounds - 1)
+
+    def ask(self) -> Verdict | None:
+        """Ask the next round; the verdict over every round so far (None: nothing to ask)."""
+        batch = self.pinned[self.asked : self.asked + self.params.pinned_questions]
+        self.asked_more = bool(batch)
+        if not batch:
+            return None
+        for role, rows in answer_pinned(self.clients, self.params, self.versions, batch).items():
+            self.scores[role] += rows
+        self.asked += len(batch)
+        self.rounds += 1
+        verdict, self.reasons = pinned_verdict(self.scores, self.params)
+        return verdict
+
+    def mean(self, role: str, metric: str) -> float | None:
+        values = [v for row in self.scores[role] if (v := row.get(metric)) is not None]
+        return sum(values) / len(values) if values else None
 
 
 def conclude(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from tasks.canary.answers import pinned_questions
 from tasks.canary.params import CanaryOutcome, CanaryParams, StepResult, report_markdown
 from tasks.canary.rollout import (
     canary_versions,
@@ -17,6 +18,7 @@ from tasks.canary.rollout import (
 )
 from tasks.clients import Clients
 from tasks.clients.secrets import with_serving_key
+from tasks.core.scorers import Example
 from tasks.shared.caching import RETRIES
 from tasks.shared.runs import current_actor
 from tasks.shared.settings import get_settings
@@ -47,6 +49,15 @@ def replay_prompts_task(name: str, version: str) -> list[str]:
     return replay_prompts(Clients(), name, version)
 
 
+@task(**RETRIES)
+def pinned_questions_task(params: CanaryParams, versions: dict[str, str]) -> list[Example]:
+    """The held-out questions both versions answer at every step (none when not checked)."""
+    if not params.answer_check:
+        return []
+    limit = params.pinned_questions * (1 + params.max_extensions)
+    return pinned_questions(Clients(), params.model_name, versions["challenger"], limit)
+
+
 @task(task_run_name="canary step {percent}%")
 def canary_step_task(
     params: CanaryParams,
@@ -55,8 +66,9 @@ def canary_step_task(
     last: bool,
     quality: dict[str, float] | None,
     prompts: list[str],
+    pinned: list[Example],
 ) -> StepResult:
-    return run_step(_clients(), params, versions, percent, last, quality, prompts)
+    return run_step(_clients(), params, versions, percent, last, quality, prompts, pinned)
 
 
 @task

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import mlflow
 
     from tasks.clients.feature_store import ChunkIndex
+    from tasks.clients.judge import Judge
     from tasks.clients.registry import ModelRegistry
     from tasks.clients.serve import ServeControl
 
@@ -51,6 +52,15 @@ class Clients:
         from tasks.clients.serve import ServeControl
 
         return ServeControl(self.settings)
+
+    @cached_property
+    def judge(self) -> Judge | None:
+        """The optional LLM judge (an OpenAI-compatible endpoint); None when none is set."""
+        if not self.settings.judge_url:
+            return None
+        from tasks.clients.judge import Judge
+
+        return Judge(self.settings)
 
     def ray(self) -> dict[str, Any]:
         """Connect this process to Ray (local or the cluster in settings); its resources."""

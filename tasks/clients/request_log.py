@@ -1,8 +1,10 @@
-"""The request log: every request and its response, durable once `append` returns.
+"""The request log: every request and its response, durable once `append` returns; and the
+feedback log beside it (ratings and corrections of answers, by request id), kept the same way.
 
-Layout under `folder`:
+Both are a `DurableLog` of one `LogKind` (`request_schema`: the record's schema and checks).
+Layout under `folder` (the request log's; the feedback log's is its `feedback/` subfolder):
 
-    _wal/<writer>/lock                         flock-held by the live RequestLog owning the dir
+    _wal/<writer>/lock                         flock-held by the live log owning the dir
     _wal/<writer>/wal.jsonl                    appended records, one JSON line each, fsynced
     _wal/<writer>/sealed-<stamp>-<id>.jsonl    a rotated WAL on its way to parquet
     _quarantine/torn-<stamp>-<id>.jsonl        unreadable WAL lines (a write cut by a crash)
@@ -10,7 +12,7 @@ Layout under `folder`:
 
 Each writer (one per process or replica) has its own WAL directory, so several replicas can
 share one folder; a directory whose lock nobody holds belongs to a writer that died, and the
-next RequestLog to start turns its records into parquet. A sealed segment's parquet name comes
+next log of its kind to start turns its records into parquet. A sealed segment's parquet name comes
 from the segment's own name and is written to a temporary file, fsynced and renamed before the
 segment is deleted, so a crash at any point leaves each record in exactly one place afterwards.
 """
@@ -24,7 +26,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from tasks.clients.request_schema import SCHEMA, validate_record
+from tasks.clients.request_schema import FEEDBACK, REQUESTS, SCHEMA, LogKind
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +48,9 @@ def _encode(row: dict[str, Any]) -> bytes:
     return line.encode("utf-8") + b"\n"  # utf-8 refuses lone surrogates: ValueError, unwritten
 
 
-def _decode(line: bytes) -> dict[str, Any]:
+def _decode(line: bytes, kind: LogKind) -> dict[str, Any]:
     raw = json.loads(line)
-    return validate_record({**raw, "at": datetime.fromisoformat(raw["at"])})
+    return kind.validate({**raw, "at": datetime.fromisoformat(raw["at"])})
 
 
 def _fsync_dir(path: Path) -> None:
@@ -68,12 +70,12 @@ def _seal(wal_dir: Path) -> Path:
     return sealed
 
 
-def _read_segment(segment: Path, folder: Path) -> list[dict[str, Any]]:
+def _read_segment(segment: Path, folder: Path, kind: LogKind) -> list[dict[str, Any]]:
     rows, torn = [], []
     for line in segment.read_bytes().split(b"\n"):
         if line.strip():
             try:
-                rows.append(_decode(line))
+                rows.append(_decode(line, kind))
             except (ValueError, KeyError, TypeError):
                 torn.append(line)
     if torn:  # only a write cut by a crash, never acknowledged; kept for a person to see
@@ -82,16 +84,16 @@ def _read_segment(segment: Path, folder: Path) -> list[dict[str, Any]]:
         (quarantine / f"torn-{segment.stem.removeprefix('sealed-')}.jsonl").write_bytes(
             b"\n".join(torn) + b"\n"
         )
-        logger.warning("request log: %d unreadable line(s) in %s quarantined", len(torn), segment)
+        logger.warning("%s: %d unreadable line(s) in %s quarantined", kind.name, len(torn), segment)
     return rows
 
 
-def _segment_to_parquet(segment: Path, folder: Path) -> Path | None:
+def _segment_to_parquet(segment: Path, folder: Path, kind: LogKind = REQUESTS) -> Path | None:
     stem = segment.stem.removeprefix("sealed-")
     target = folder / f"date={stem[:4]}-{stem[4:6]}-{stem[6:8]}" / f"part-{stem}.parquet"
     if target.exists():  # renamed into place before a crash kept the segment from deletion
         return target
-    rows = _read_segment(segment, folder)
+    rows = _read_segment(segment, folder, kind)
     if not rows:
         return None
     if not target.parent.exists():
@@ -99,7 +101,7 @@ def _segment_to_parquet(segment: Path, folder: Path) -> Path | None:
         _fsync_dir(folder)
     tmp = target.with_name(f".{target.name}.tmp")  # readers skip it: not named part-*
     with open(tmp, "wb") as file:
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), file)
+        pq.write_table(pa.Table.from_pylist(rows, schema=kind.schema), file)
         file.flush()
         os.fsync(file.fileno())
     os.replace(tmp, target)
@@ -107,11 +109,11 @@ def _segment_to_parquet(segment: Path, folder: Path) -> Path | None:
     return target
 
 
-def _drain(wal_dir: Path, folder: Path) -> list[Path]:
+def _drain(wal_dir: Path, folder: Path, kind: LogKind) -> list[Path]:
     """Turn every sealed segment of `wal_dir` into parquet, oldest first."""
     written = []
     for segment in sorted(wal_dir.glob("sealed-*.jsonl")):
-        path = _segment_to_parquet(segment, folder)
+        path = _segment_to_parquet(segment, folder, kind)
         if path is not None:
             written.append(path)
         segment.unlink()
@@ -126,7 +128,7 @@ def _remove_writer_dir(wal_dir: Path) -> None:
         wal_dir.rmdir()
 
 
-def recover(folder: Path) -> list[Path]:
+def recover(folder: Path, kind: LogKind = REQUESTS) -> list[Path]:
     """Flush the WALs of writers that died (their lock is free) into parquet; the paths."""
     written: list[Path] = []
     for wal_dir in sorted((folder / WAL_DIR).glob("[!.]*")):
@@ -142,16 +144,18 @@ def recover(folder: Path) -> list[Path]:
             wal = wal_dir / WAL_NAME
             if wal.exists() and wal.stat().st_size > 0:
                 _seal(wal_dir)
-            parts = _drain(wal_dir, folder)
+            parts = _drain(wal_dir, folder, kind)
             _remove_writer_dir(wal_dir)
-            logger.info("request log: recovered %s into %d part(s)", wal_dir.name, len(parts))
+            logger.info("%s: recovered %s into %d part(s)", kind.name, wal_dir.name, len(parts))
             written += parts
     return written
 
 
-class RequestLog:
-    """Appends request records durably and moves them into parquet every `flush_every`
+class DurableLog:
+    """Appends records of its `kind` durably and moves them into parquet every `flush_every`
     records, on `flush()` and on `close()`. Thread-safe. Recovers dead writers on start."""
+
+    kind: LogKind
 
     def __init__(self, folder: Path, flush_every: int = 256) -> None:
         if flush_every < 1:
@@ -159,7 +163,7 @@ class RequestLog:
         self.folder, self.flush_every = Path(folder), flush_every
         self._lock, self._flush_lock = threading.Lock(), threading.Lock()
         (self.folder / WAL_DIR).mkdir(parents=True, exist_ok=True)
-        self.recovered = recover(self.folder)
+        self.recovered = recover(self.folder, self.kind)
         # Built under a dot name that recovery skips, locked, then renamed: no other process can
         # take an unlocked directory of ours for a dead writer's.
         name = uuid.uuid4().hex
@@ -177,10 +181,10 @@ class RequestLog:
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record; when this returns it survives a crash (fsynced). Raises ValueError
         for a bad record, with nothing written."""
-        line = _encode(validate_record(record))
+        line = _encode(self.kind.validate(record))
         with self._lock:
             if self._closed:
-                raise RuntimeError("the request log is closed")
+                raise RuntimeError(f"the {self.kind.name} is closed")
             start = os.fstat(self._wal.fileno()).st_size
             try:
                 view = memoryview(line)
@@ -198,13 +202,13 @@ class RequestLog:
             try:
                 self._drain()
             except Exception:  # the record is acknowledged; its segment waits for the next flush
-                logger.exception("request log: automatic flush failed; will retry")
+                logger.exception("%s: automatic flush failed; will retry", self.kind.name)
 
     def flush(self) -> Path | None:
         """Move the records appended so far into parquet; the last part written, or None."""
         with self._lock:
             if self._closed:
-                raise RuntimeError("the request log is closed")
+                raise RuntimeError(f"the {self.kind.name} is closed")
             if self._pending:
                 self._rotate()
         written = self._drain()
@@ -225,7 +229,7 @@ class RequestLog:
         finally:
             self._lock_file.close()  # on a failed drain, the next start recovers the segments
 
-    def __enter__(self) -> RequestLog:
+    def __enter__(self) -> DurableLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -242,25 +246,60 @@ class RequestLog:
 
     def _drain(self) -> list[Path]:
         with self._flush_lock:
-            return _drain(self._dir, self.folder)
+            return _drain(self._dir, self.folder, self.kind)
 
 
-def read_requests(folder: Path, since: datetime | None = None) -> pd.DataFrame:
-    """All flushed requests (parquet parts, not the WAL), from `since` on, oldest first."""
+class RequestLog(DurableLog):
+    """The request log (`settings.requests_dir`): one record per request, answered or not."""
+
+    kind = REQUESTS
+
+
+class FeedbackLog(DurableLog):
+    """The feedback log (`settings.feedback_dir`): one record per rating of an answer."""
+
+    kind = FEEDBACK
+
+
+def read_log(
+    folder: Path,
+    kind: LogKind,
+    since: datetime | None = None,
+    ids: Collection[str] | None = None,
+) -> pd.DataFrame:
+    """All flushed records of `kind` (parquet parts, not the WAL), from `since` on, only those
+    whose key is in `ids` when given, oldest first."""
     condition = None
     if since is not None:
         if since.utcoffset() is None:
             raise ValueError(f"since must be a timezone-aware datetime, got {since!r}")
-        condition = ds.field("at") >= pa.scalar(since.astimezone(UTC), SCHEMA.field("at").type)
+        condition = ds.field("at") >= pa.scalar(since.astimezone(UTC), kind.schema.field("at").type)
+    if ids is not None:
+        wanted = ds.field(kind.key).isin(pa.array(sorted(set(ids)), pa.string()))
+        condition = wanted if condition is None else condition & wanted
     # Only renamed, complete parts match: temporary files start with a dot.
     parts = sorted(Path(folder).glob("date=*/part-*.parquet"))
     if parts:
-        dataset = ds.dataset([str(p) for p in parts], schema=SCHEMA, format="parquet")
+        dataset = ds.dataset([str(p) for p in parts], schema=kind.schema, format="parquet")
         table = dataset.to_table(filter=condition)
     else:
-        table = SCHEMA.empty_table()
+        table = kind.schema.empty_table()
     frame = table.to_pandas()
     return frame.sort_values("at", kind="stable").reset_index(drop=True)
+
+
+def read_requests(
+    folder: Path, since: datetime | None = None, request_ids: Collection[str] | None = None
+) -> pd.DataFrame:
+    """All flushed requests (parquet parts, not the WAL), from `since` on (and only those of
+    `request_ids` when given), oldest first."""
+    return read_log(folder, REQUESTS, since, request_ids)
+
+
+def read_feedback(folder: Path, since: datetime | None = None) -> pd.DataFrame:
+    """All flushed feedback (parquet parts of the feedback folder), from `since` on, oldest
+    first."""
+    return read_log(folder, FEEDBACK, since)
 
 
 def read_acknowledged(folder: Path, since: datetime) -> pd.DataFrame:

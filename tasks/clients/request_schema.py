@@ -1,10 +1,13 @@
-"""What one request-log record holds, and the checks a record passes before it is written."""
+"""What the request log's records hold, and the checks a record passes before it is written:
+a request (`SCHEMA`, the log proper) and feedback on one (`FEEDBACK_SCHEMA`, stored beside it).
+`LogKind` ties a schema to its checks for the durable log machinery (`request_log`)."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,10 +27,24 @@ SCHEMA = pa.schema(
         pa.field("response", pa.string(), nullable=False),
         pa.field("error", pa.string()),
         pa.field("session", pa.string()),
-        pa.field("sources", pa.string()),  # JSON text: the passages the answer was built on
+        # JSON text: the passages the answer was built on, [{doc_id, source, score, text}, ...]
+        pa.field("sources", pa.string()),
     ]
 )
 REQUIRED = tuple(f.name for f in SCHEMA if not f.nullable)
+
+FEEDBACK_SCHEMA = pa.schema(
+    [
+        pa.field("feedback_id", pa.string(), nullable=False),
+        pa.field("request_id", pa.string(), nullable=False),  # the request log's key
+        pa.field("at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("rating", pa.int8(), nullable=False),  # -1 (bad) or 1 (good)
+        pa.field("correction", pa.string()),  # what the answer should have been
+        pa.field("comment", pa.string()),
+        pa.field("user", pa.string()),
+    ]
+)
+RATINGS = (-1, 1)
 _INT32_MAX = 2**31 - 1
 
 
@@ -58,32 +75,69 @@ def _check_sources(value: Any) -> str | None:
     return text
 
 
-def validate_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record checked against SCHEMA, `at` in UTC; ValueError names what is wrong."""
+def _checked(
+    record: Mapping[str, Any], schema: pa.Schema, what: str, strings: tuple[str, ...]
+) -> dict[str, Any]:
+    """The checks every log shares: a mapping of the schema's fields only, the required ones
+    present, `at` timezone-aware (returned in UTC), and `strings` strings (or null if allowed)."""
     if not isinstance(record, Mapping):
-        raise ValueError(f"a request record must be a mapping, got {type(record).__name__}")
-    unknown = sorted(set(record) - set(SCHEMA.names))
+        raise ValueError(f"a {what} record must be a mapping, got {type(record).__name__}")
+    unknown = sorted(set(record) - set(schema.names))
     if unknown:  # refused, not dropped: a field would vanish silently otherwise
-        raise ValueError(f"unknown fields {unknown}; the log holds {SCHEMA.names}")
-    missing = [name for name in REQUIRED if record.get(name) is None]
+        raise ValueError(f"unknown fields {unknown}; the log holds {schema.names}")
+    missing = [f.name for f in schema if not f.nullable and record.get(f.name) is None]
     if missing:
         raise ValueError(f"missing required fields {missing}")
     at = record["at"]
     if not isinstance(at, datetime) or at.utcoffset() is None:
         raise ValueError(f"at must be a timezone-aware datetime, got {at!r}")
+    row = {
+        name: _check_str(name, record.get(name), schema.field(name).nullable) for name in strings
+    }
+    return row | {"at": at.astimezone(UTC)}
+
+
+def validate_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The request record checked against SCHEMA, `at` in UTC; ValueError names what is wrong."""
+    strings = ("request_id", "version", "route", "prompt", "response", "error", "session")
+    row = _checked(record, SCHEMA, "request", strings)
     latency = record["latency_ms"]
     if isinstance(latency, bool) or not isinstance(latency, int | float):
         raise ValueError(f"latency_ms must be a number, got {latency!r}")
     if not (math.isfinite(latency) and latency >= 0):
         raise ValueError(f"latency_ms must be finite and >= 0, got {latency}")
-    row: dict[str, Any] = {
-        name: _check_str(name, record.get(name), SCHEMA.field(name).nullable)
-        for name in ("request_id", "version", "route", "prompt", "response", "error", "session")
-    }
-    row["at"] = at.astimezone(UTC)
     row["status"] = _check_int("status", record["status"], 100, 599)
     row["latency_ms"] = float(latency)
     for name in ("prompt_tokens", "completion_tokens"):
         row[name] = _check_int(name, record[name], 0, _INT32_MAX)
     row["sources"] = _check_sources(record.get("sources"))
     return {name: row[name] for name in SCHEMA.names}
+
+
+def validate_feedback(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The feedback record checked against FEEDBACK_SCHEMA: ids not blank, a rating of -1 or
+    1, a correction (when given) not blank; `at` in UTC. ValueError names what is wrong."""
+    strings = ("feedback_id", "request_id", "correction", "comment", "user")
+    row = _checked(record, FEEDBACK_SCHEMA, "feedback", strings)
+    for name in ("feedback_id", "request_id", "correction"):
+        if row[name] is not None and not row[name].strip():
+            raise ValueError(f"{name} must not be blank")
+    rating = record["rating"]
+    if isinstance(rating, bool) or not isinstance(rating, int) or rating not in RATINGS:
+        raise ValueError(f"rating must be one of {RATINGS}, got {rating!r}")
+    row["rating"] = rating
+    return {name: row[name] for name in FEEDBACK_SCHEMA.names}
+
+
+@dataclass(frozen=True)
+class LogKind:
+    """One kind of durable log: what its records are called, hold, and are checked with."""
+
+    name: str  # in messages: "request log", "feedback log"
+    schema: pa.Schema  # has a non-null "at" timestamp (UTC): parts are read by it
+    validate: Callable[[Mapping[str, Any]], dict[str, Any]]
+    key: str  # each record's id
+
+
+REQUESTS = LogKind("request log", SCHEMA, validate_record, "request_id")
+FEEDBACK = LogKind("feedback log", FEEDBACK_SCHEMA, validate_feedback, "feedback_id")

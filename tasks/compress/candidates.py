@@ -6,9 +6,11 @@ from pathlib import Path
 
 import torch
 
+from tasks.clients import Clients
 from tasks.clients.feature_store import CHUNK_VIEW
 from tasks.clients.ray_cluster import ensure_ray
 from tasks.clients.tracking import TrackedRun, start_run
+from tasks.compress.answers import answer_means
 from tasks.compress.measure import measure
 from tasks.compress.methods import lowrank, prune, quantize
 from tasks.compress.params import (
@@ -81,6 +83,8 @@ def compress(params: CompressParams, settings: Settings) -> CompressReport:
             for method in params.methods
             if not (method == "merge" and not source.adapter)  # nothing to merge
         ]
+        if params.answer_gate.enabled:
+            baseline, rows = _with_answers(settings, source, reference, baseline, rows, params)
         chosen, broken = choose(_measured(baseline), [_measured(r) for r in rows], _gate(params))
         rows = [r.model_copy(update={"broken": broken[r.name]}) for r in rows]
         report = CompressReport(
@@ -161,21 +165,38 @@ def _row(
     return CandidateRow(name=name, method=method, folder=str(folders[-1]), **found.__dict__)
 
 
+def _with_answers(
+    settings: Settings,
+    source: Source,
+    reference: Path,
+    baseline: CandidateRow,
+    rows: list[CandidateRow],
+    params: CompressParams,
+) -> tuple[CandidateRow, list[CandidateRow]]:
+    folders = {baseline.name: reference, **{r.name: Path(r.folder) for r in rows}}
+    means = answer_means(Clients(settings), source, folders, params.answer_gate)
+    return (
+        baseline.model_copy(update={"answers": means[baseline.name]}),
+        [r.model_copy(update={"answers": means[r.name]}) for r in rows],
+    )
+
+
 def _measured(row: CandidateRow) -> Measured:
-    return Measured(row.name, row.size_bytes, row.latency_ms_p50, row.perplexity)
+    return Measured(row.name, row.size_bytes, row.latency_ms_p50, row.perplexity, row.answers)
 
 
 def _gate(params: CompressParams) -> Gate:
-    return Gate(**params.gate.model_dump())
+    drops = params.answer_gate.max_answer_drop if params.answer_gate.enabled else {}
+    return Gate(**params.gate.model_dump(), max_answer_drop=drops)
 
 
 def _log_comparison(run: TrackedRun, report: CompressReport, params: CompressParams) -> None:
     run.log_params({"methods": ",".join(params.methods), **params.gate.model_dump()})
     run.set_tags({**report.lineage, "chosen": report.chosen})
     rows = [report.baseline, *report.candidates]
-    run.log_table(
-        {key: [getattr(r, key) for r in rows] for key in ("name", "method", *_METRICS)},
-        "comparison.json",
-    )
+    table = {key: [getattr(r, key) for r in rows] for key in ("name", "method", *_METRICS)}
+    for metric in params.answer_gate.max_answer_drop if params.answer_gate.enabled else ():
+        table[metric] = [r.answers.get(metric) for r in rows]
+    run.log_table(table, "comparison.json")
     run.log_text(comparison_markdown(report), "comparison.md")
     run.log_artifacts(report.chosen_row.folder, artifact_path="model")

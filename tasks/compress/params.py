@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tasks.evaluate.params import AnswerParams
+
 UNCOMPRESSED = "uncompressed"
 EXPERIMENT = "compress"  # MLflow experiment of compression runs
 
@@ -21,6 +23,9 @@ class CandidateRow(BaseModel):
     latency_ms_p50: float = Field(description="CPU latency per generated token, median.")
     tokens_per_s: float = Field(description="Generated tokens per second on CPU.")
     perplexity: float = Field(description="Held-out perplexity.")
+    answers: dict[str, float | None] = Field(
+        default_factory=dict, description="Answer metrics' means on held-out questions."
+    )
     broken: list[str] = Field(default_factory=list, description="Gate thresholds it broke.")
 
 
@@ -62,8 +67,8 @@ def comparison_markdown(report: CompressReport) -> str:
         f"{report.chosen}**" + ("" if report.gate_passed else " (no candidate passed the gate)"),
         "",
         "| candidate | weights on disk | size | weights held | ms/token p50 | latency | "
-        "tokens/s | perplexity | change | gate |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "tokens/s | perplexity | change | token F1 | grounded | gate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in [base, *report.candidates]:
         verdict = "baseline" if row is base else "; ".join(row.broken) or "passes"
@@ -72,9 +77,15 @@ def comparison_markdown(report: CompressReport) -> str:
             f"x{row.size_bytes / base.size_bytes:.2f} | {row.parameters:,} | "
             f"{row.latency_ms_p50:.2f} | "
             f"x{row.latency_ms_p50 / base.latency_ms_p50:.2f} | {row.tokens_per_s:.0f} | "
-            f"{row.perplexity:.2f} | {row.perplexity / base.perplexity - 1:+.2%} | {verdict} |"
+            f"{row.perplexity:.2f} | {row.perplexity / base.perplexity - 1:+.2%} | "
+            f"{_mean(row, 'token_f1')} | {_mean(row, 'groundedness')} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _mean(row: CandidateRow, metric: str) -> str:
+    value = row.answers.get(metric)
+    return "—" if value is None else f"{value:.3f}"
 
 
 Method = Literal[
@@ -96,6 +107,18 @@ class GateParams(BaseModel):
     max_perplexity_increase: float | None = Field(0.03, ge=0, description="0.03 = +3% at most.")
     min_size_reduction: float | None = Field(0.4, ge=0, lt=1, description="0.4 = 40% smaller.")
     max_latency_ratio: float | None = Field(None, gt=0, description="1.0 = no slower.")
+
+
+class AnswerGateParams(BaseModel):
+    """The answer half of the gate: how far each answer metric's mean may fall."""
+
+    enabled: bool = Field(True, description="Measure answers (off = perplexity, size, speed).")
+    questions: int = Field(60, ge=1, description="Held-out questions each candidate answers.")
+    max_answer_drop: dict[str, float] = Field(
+        default_factory=lambda: {"token_f1": 0.03, "groundedness": 0.05},
+        description="Metric -> largest fall of its mean allowed (0.03 = 3 points).",
+    )
+    answers: AnswerParams = Field(default_factory=AnswerParams, description="How they answer.")
 
 
 class CompressParams(BaseModel):
@@ -131,4 +154,7 @@ class CompressParams(BaseModel):
     new_tokens: int = Field(32, ge=1, description="Generated tokens per latency repeat.")
     gate: GateParams = Field(
         default_factory=GateParams, description="What a candidate must keep to be chosen."
+    )
+    answer_gate: AnswerGateParams = Field(
+        default_factory=AnswerGateParams, description="What its answers must keep."
     )

@@ -3,7 +3,10 @@
 At each step the flow gathers per-version stats and asks `decide_step`. A step is judged only
 once both versions have seen enough requests; then the challenger must not be worse than the
 champion beyond the allowances on error rate, p95 latency and quality (lower is better, e.g.
-held-out perplexity). Any check that fails, or a number that is NaN, rolls back.
+held-out perplexity). Any check that fails, or a number that is NaN, rolls back. When both
+versions also answered the same pinned questions, the paired verdict on those answers (the
+quality contract) decides too: worse rolls back, inconclusive extends the step ("extend": more
+questions, more time) and never promotes or rolls back on its own.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal
 
-Action = Literal["wait", "advance", "promote", "rollback"]
+from tasks.core.paired import Verdict
+
+Action = Literal["wait", "advance", "promote", "rollback", "extend"]
 # Exactly at an allowance passes; the slack keeps float noise (0.03 - 0.02) from failing it.
 _SLACK = 1e-9
 
@@ -142,6 +147,7 @@ def decide_step(
     challenger: VersionStats,
     thresholds: CanaryThresholds,
     last_step: bool,
+    answers: Verdict | None = None,
 ) -> StepVerdict:
     """The verdict for one canary step, with a reason for every check, passed or not.
 
@@ -149,7 +155,8 @@ def decide_step(
     (a p95 over no samples), which must not roll back a step that has barely started.
     `last_step`: the step judged is the last one where both versions serve, so "promote" (give
     the challenger 100% and the champion alias) replaces "advance"; at 100% the champion gets
-    no traffic and there would be nothing to compare.
+    no traffic and there would be nothing to compare. `answers`: the paired verdict on the
+    pinned questions (None: not measured), judged once the operational checks pass.
     """
     t = thresholds
     short = [
@@ -171,7 +178,14 @@ def decide_step(
     reasons = tuple(reason for _, reason in checks)
     if not all(ok for ok, _ in checks):
         return StepVerdict("rollback", reasons)
-    return StepVerdict("promote" if last_step else "advance", reasons)
+    if answers is Verdict.WORSE:
+        return StepVerdict("rollback", (*reasons, "answers on the pinned questions: worse"))
+    if answers is Verdict.INCONCLUSIVE:
+        return StepVerdict(
+            "extend", (*reasons, "answers on the pinned questions: inconclusive, more needed")
+        )
+    said = () if answers is None else (f"answers on the pinned questions: {answers}",)
+    return StepVerdict("promote" if last_step else "advance", (*reasons, *said))
 
 
 def plan_steps(weights: Sequence[float]) -> list[float]:

@@ -1,12 +1,14 @@
 """The compression gate: which candidates may replace the uncompressed model, and which wins.
 
-Pure: it sees measurements, not models.
+Pure: it sees measurements, not models. Perplexity alone misses a candidate that still models
+text but no longer answers from its context, so the gate also bounds how far the quality
+contract's answer metrics (means over the same questions) may fall.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 EPS = 1e-9  # a value exactly at a threshold passes, whatever the float rounding
 
@@ -17,6 +19,7 @@ class Measured:
     size_bytes: int
     latency_ms_p50: float
     perplexity: float
+    answers: Mapping[str, float | None] = field(default_factory=dict)  # metric -> mean
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Gate:
     max_perplexity_increase: float | None = 0.03
     min_size_reduction: float | None = 0.4
     max_latency_ratio: float | None = None
+    # Largest fall allowed in each answer metric's mean (absolute, higher-is-better metrics).
+    max_answer_drop: Mapping[str, float] = field(default_factory=dict)
 
 
 def broken_thresholds(baseline: Measured, candidate: Measured, gate: Gate) -> list[str]:
@@ -42,6 +47,12 @@ def broken_thresholds(baseline: Measured, candidate: Measured, gate: Gate) -> li
     ratio = candidate.latency_ms_p50 / baseline.latency_ms_p50
     if gate.max_latency_ratio is not None and ratio > gate.max_latency_ratio + EPS:
         broken.append(f"latency x{ratio:.2f} > x{gate.max_latency_ratio:.2f} allowed")
+    for metric, allowed in gate.max_answer_drop.items():
+        before, after = baseline.answers.get(metric), candidate.answers.get(metric)
+        if before is None or after is None:
+            broken.append(f"{metric} not measured on both: cannot show it kept its answers")
+        elif before - after > allowed + EPS:
+            broken.append(f"{metric} {after:.3f} vs {before:.3f}: fell more than {allowed:.3f}")
     return broken
 
 

@@ -175,3 +175,44 @@ def release_verdict(
     if verdicts[primary] is Verdict.BETTER:
         return Verdict.BETTER, reasons
     return Verdict.INCONCLUSIVE, reasons
+
+
+def compare_independent(
+    metric: str,
+    current: Sequence[float | None],
+    reference: Sequence[float | None],
+    *,
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+    min_samples: int = 20,
+) -> Comparison:
+    """Compare one metric's mean over two different samples (live answers of this window and of
+    the reference window: no question is shared, so nothing pairs). Each side is resampled on
+    its own; the verdict reads like `compare_paired`'s, with `current` as the challenger."""
+    mine = np.array([v for v in current if not _missing(v)], dtype=float)
+    theirs = np.array([v for v in reference if not _missing(v)], dtype=float)
+    n = min(len(mine), len(theirs))
+    if n == 0:
+        return _inconclusive(metric, 0, f"{metric}: no value in one of the windows")
+    now, before = float(mine.mean()), float(theirs.mean())
+    difference = now - before
+    said = (
+        f"{metric}: current {now:.4g} (n={len(mine)}) vs reference {before:.4g} "
+        f"(n={len(theirs)}), difference {difference:+.4g}"
+    )
+    if n < min_samples:
+        reason = f"{said}; fewer than min_samples={min_samples}: inconclusive"
+        return _inconclusive(metric, n, reason, now, before, difference)
+    tail = (1 - confidence) / 2
+    spread = _bootstrap_means(mine, resamples, seed) - _bootstrap_means(theirs, resamples, seed + 1)
+    low, high = (float(q) for q in np.quantile(spread, [tail, 1 - tail]))
+    if low > 0:
+        verdict = Verdict.BETTER if higher_is_better else Verdict.WORSE
+    elif high < 0:
+        verdict = Verdict.WORSE if higher_is_better else Verdict.BETTER
+    else:
+        verdict = Verdict.INCONCLUSIVE
+    reason = f"{said} ({confidence:.0%} interval {low:+.4g} to {high:+.4g}): {verdict.value}"
+    return Comparison(metric, n, now, before, difference, low, high, verdict, reason)

@@ -1,7 +1,10 @@
 """When a candidate becomes the champion, and which champion a rollback returns to.
 
-Scores are bits per byte on one held-out set (lower is better): a unit that does not depend on
-the tokenizer, so models with different vocabularies compare fairly.
+Two measures decide together. Bits per byte on one held-out set (lower is better): a unit that
+does not depend on the tokenizer, so models with different vocabularies compare fairly. And the
+quality contract's paired verdicts on answers (`tasks.core.paired`): the candidate must answer
+better than its base and the champion, with no guard metric worse; an inconclusive verdict
+never promotes (with a canary, live traffic gathers the missing evidence).
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from tasks.core.paired import Verdict
 
 # The registry aliases that name releases: the serving app follows them.
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -50,10 +55,49 @@ def _compare(name: str, candidate: float, reference: float, margin: float) -> tu
     )
 
 
-def decide(scores: Scores, gate_passed: bool, min_improvement: float = 0.0) -> Decision:
+@dataclass(frozen=True)
+class AnswerVerdicts:
+    """The paired verdicts on answers against the base model and the champion (None: there is
+    no champion to face), with the figures behind each."""
+
+    vs_base: Verdict
+    vs_champion: Verdict | None = None
+    base_reasons: tuple[str, ...] = ()
+    champion_reasons: tuple[str, ...] = ()
+
+
+def _answer_checks(answers: AnswerVerdicts, canary: bool) -> list[tuple[bool, str]]:
+    def said(verdict: Verdict, whom: str, why: tuple[str, ...]) -> str:
+        return f"answers against the {whom}: {verdict} ({'; '.join(why)})"
+
+    checks = [
+        (
+            answers.vs_base is Verdict.BETTER,
+            said(answers.vs_base, "base model", answers.base_reasons),
+        )
+    ]
+    verdict = answers.vs_champion
+    if verdict is not None:
+        text = said(verdict, "champion", answers.champion_reasons)
+        handed_on = canary and verdict is Verdict.INCONCLUSIVE
+        if handed_on:
+            text += ": the canary gathers more evidence on live traffic"
+        checks.append((verdict is Verdict.BETTER or handed_on, text))
+    return checks
+
+
+def decide(
+    scores: Scores,
+    gate_passed: bool,
+    min_improvement: float = 0.0,
+    answers: AnswerVerdicts | None = None,
+    canary: bool = False,
+) -> Decision:
     """Promote only a candidate that passed the compression gate and beats both its base model
-    and the current champion by at least `min_improvement` (relative). With no champion, the
-    gate and the base decide. Every check gives a reason, passed or not."""
+    and the current champion by at least `min_improvement` (relative bits per byte) and, when
+    `answers` are given, answers better than both (with `canary`, an inconclusive verdict against
+    the champion passes on to the canary instead). With no champion, the gate and the base
+    decide. Every check gives a reason, passed or not."""
     if not 0 <= min_improvement < 1:
         raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement}")
     checks = [
@@ -70,6 +114,8 @@ def decide(scores: Scores, gate_passed: bool, min_improvement: float = 0.0) -> D
     else:
         label = f"champion v{scores.champion_version}" if scores.champion_version else "champion"
         checks.append(_compare(label, scores.candidate, scores.champion, min_improvement))
+    if answers is not None:
+        checks.extend(_answer_checks(answers, canary))
     return Decision(all(ok for ok, _ in checks), tuple(reason for _, reason in checks))
 
 

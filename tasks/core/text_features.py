@@ -69,7 +69,7 @@ def new_terms(counts: Counter[str], known: Collection[str], top: int = 10) -> li
 
 
 def best_score(sources: str | None) -> float:
-    """The best retrieval score of a request's `sources` JSON ([{doc_id, source, score}, ...]);
+    """The best retrieval score of a request's `sources` JSON ([{doc_id, score, ...}, ...]);
     NaN when no retrieval ran (null or "[]"). ValueError for text that is not such a list."""
     if sources is None:
         return math.nan

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tasks.clients import Clients
 from tasks.clients.tracking import finetuned_model, genai_evaluate, log_dataset, start_run
@@ -21,24 +22,29 @@ from tasks.evaluate.answer import (
     retrieve,
 )
 from tasks.evaluate.golden import GoldenReport
+from tasks.evaluate.judge import NOTE as JUDGE_NOTE
+from tasks.evaluate.judge import judge_answers
 from tasks.evaluate.params import (
     EXPERIMENT,
     AnswerParams,
     EvalSetParams,
     EvaluateParams,
     EvaluateReport,
+    JudgeRecord,
     MetricValue,
 )
 from tasks.evaluate.record import (
     genai_data,
     genai_scorers,
     missing_reasons,
-    score_answers,
     score_table,
     summary_table,
 )
 from tasks.evaluate.sets import EvalSet, generated_set, golden_set, load_set, training_leaks
 from tasks.shared.lake import split_snapshot
+
+if TYPE_CHECKING:
+    from tasks.clients.judge import Judge
 
 
 def choose_set(clients: Clients, params: EvalSetParams) -> tuple[EvalSet, GoldenReport | None]:
@@ -80,6 +86,17 @@ def target_folder(clients: Clients, params: EvaluateParams) -> Path:
     return registry.download_verified(name, version)
 
 
+def fetch_passages(
+    clients: Clients, examples: Sequence[Example], top_k: int
+) -> list[list[Passage]]:
+    """Every question's passages, the index opened for this and closed after: a Milvus Lite
+    file is held by one process at a time, and the serving app's retriever needs it too."""
+    from tasks.clients.feature_store import ChunkIndex
+
+    with ChunkIndex(clients.settings) as index:
+        return retrieve(examples, index, top_k)
+
+
 def answers_of_folder(
     clients: Clients,
     folder: Path,
@@ -98,6 +115,7 @@ def answers_of_folder(
         how.max_tokens,
         clients.settings.serving_max_prompt_tokens,
         how.batch_size,
+        how.threads,
     )
 
 
@@ -108,7 +126,7 @@ def target_answers(
     if params.endpoint and params.endpoint_retrieval:
         passages = None  # the serving app retrieves and returns its sources
     else:
-        passages = retrieve(examples, clients.index, how.top_k)
+        passages = fetch_passages(clients, examples, how.top_k)
     if params.endpoint:
         return answer_with_endpoint(
             params.endpoint,
@@ -130,24 +148,40 @@ def record_evaluation(
     eval_set: EvalSet,
     examples: Sequence[Example],
     answers: Sequence[Answer],
+    scores: Sequence[dict[str, float | None]],
     k: int,
     tags: dict[str, str] | None = None,
     nested: bool = False,
+    judge: Judge | None = None,
 ) -> EvaluateReport:
-    """Score the answers and record them: MLflow GenAI evaluation (a trace per question with
-    its answer, passages and scores), the set as the run's input dataset, the means as metrics
-    and the per-question table as an artifact."""
-    scores = score_answers(examples, answers, k)
-    summary = summarize(scores)
+    """Record scored answers: MLflow GenAI evaluation (a trace per question with its answer,
+    passages and scores), the set as the run's input dataset, the means as metrics and the
+    per-question table as an artifact. With `judge`, its grades are recorded and reported
+    beside the scores (`tasks.evaluate.judge`); `scores`, what gates decide with, stay as
+    they are."""
     settings = clients.settings
     with start_run(settings, f"evaluate {label}", EXPERIMENT, nested=nested) as run:
         run.set_tags({"target": label, "eval_set": eval_set.set_id, **(tags or {})})
         run.log_params({"k": k, "questions": len(examples), **eval_set.counts()})
         log_dataset(eval_set.frame, str(eval_set.path), f"evalset-{eval_set.set_id}", "eval")
-        genai_evaluate(settings, genai_data(examples, answers), genai_scorers(k))
+        rows, scorers, judged = list(scores), genai_scorers(k), None
+        if judge is not None:
+            judged = judge_answers(judge, examples, answers)
+            judged.record(run)
+            rows = [{**s, **j} for s, j in zip(scores, judged.scores(), strict=True)]
+            scorers += judged.scorers()
+        summary = summarize(rows)
+        genai_evaluate(settings, genai_data(examples, answers), scorers)
         run.log_metrics({f"eval_{m}": s.mean for m, s in summary.items() if s.mean is not None})
-        table = score_table(examples, answers, scores)
+        table = score_table(examples, answers, rows)
         run.log_table(table.to_dict(orient="list"), "evaluation/answers.json")
+    markdown = summary_table({label: summary})
+    judge_record = None
+    if judged is not None:
+        markdown += f"\n\n{JUDGE_NOTE}"
+        judge_record = JudgeRecord(
+            judge=judged.judge, prompt=judged.prompt.uri, missing=judged.missing()
+        )
     return EvaluateReport(
         target=label,
         set_id=eval_set.set_id,
@@ -156,7 +190,8 @@ def record_evaluation(
         metrics={m: MetricValue(mean=s.mean, n=s.n, missing=s.missing) for m, s in summary.items()},
         missing=missing_reasons(answers),
         mlflow_run_id=run.run_id,
-        table=summary_table({label: summary}),
+        table=markdown,
+        judge=judge_record,
     )
 
 

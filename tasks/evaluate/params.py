@@ -5,8 +5,30 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, model_validator
 
 from tasks.core.promotion import CHAMPION, REGISTERED_MODEL
+from tasks.core.scorers import METRICS
 
 EXPERIMENT = "evaluate"
+
+
+class ContractParams(BaseModel):
+    """How two versions' answers are compared at a gate: the metric that must improve, the ones
+    that must not get worse, and how sure the paired comparison must be."""
+
+    primary: str = Field("token_f1", description="Must be better (interval above zero).")
+    guards: list[str] = Field(
+        default_factory=lambda: ["groundedness", "refusal_correct", "empty"],
+        description="Must not be significantly worse.",
+    )
+    confidence: float = Field(0.95, gt=0, lt=1, description="Of the paired bootstrap interval.")
+    min_samples: int = Field(20, ge=2, description="Fewer paired questions: inconclusive.")
+    resamples: int = Field(2000, ge=100, description="Bootstrap resamples.")
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> ContractParams:
+        unknown = {self.primary, *self.guards} - set(METRICS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; known: {sorted(METRICS)}")
+        return self
 
 
 class EvalSetParams(BaseModel):
@@ -38,6 +60,7 @@ class AnswerParams(BaseModel):
     top_k: int = Field(4, ge=1, le=20, description="Passages retrieved per question.")
     max_tokens: int = Field(48, ge=1, description="Most new tokens per answer.")
     batch_size: int = Field(8, ge=1, description="Questions decoded together (in-process).")
+    threads: int = Field(1, ge=1, description="CPU threads decoding (in-process), as serving.")
 
 
 class EvaluateParams(BaseModel):
@@ -61,6 +84,11 @@ class EvaluateParams(BaseModel):
     )
     eval_set: EvalSetParams = Field(default_factory=EvalSetParams, description="The questions.")
     answers: AnswerParams = Field(default_factory=AnswerParams, description="How to answer.")
+    judge: bool = Field(
+        False,
+        description="Also grade faithfulness and relevance with an LLM judge (off by default; "
+        "needs LLMOPS_JUDGE_URL, an OpenAI-compatible endpoint). Reported, never gated.",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> EvaluateParams:
@@ -85,6 +113,14 @@ class MetricValue(BaseModel):
     missing: int
 
 
+class JudgeRecord(BaseModel):
+    """Who judged, with which prompt version, and why judged values are missing."""
+
+    judge: str
+    prompt: str = Field(description="The prompt version asked with (prompts:/name/version).")
+    missing: dict[str, int] = Field(default_factory=dict)
+
+
 class EvaluateReport(BaseModel):
     target: str
     set_id: str
@@ -96,3 +132,6 @@ class EvaluateReport(BaseModel):
     )
     mlflow_run_id: str
     table: str
+    judge: JudgeRecord | None = Field(
+        None, description="With a judge: its record; `metrics` then hold judge_* means too."
+    )

@@ -60,7 +60,8 @@ def summary_table(summaries: dict[str, dict[str, MetricSummary]]) -> str:
     """Markdown: one column per evaluated version, one row per metric (mean and n)."""
     names = list(summaries)
     lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for metric in METRICS:
+    more = dict.fromkeys(m for s in summaries.values() for m in s if m not in METRICS)
+    for metric in [*METRICS, *more]:  # the contract's, then any reported beside (judge_*)
         cells = []
         for name in names:
             s = summaries[name].get(metric)

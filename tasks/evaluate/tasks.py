@@ -8,7 +8,9 @@ from prefect.artifacts import create_markdown_artifact
 from tasks.clients import Clients
 from tasks.core.scorers import Answer
 from tasks.evaluate.evaluation import choose_set, record_evaluation, target_answers
+from tasks.evaluate.judge import judge_for
 from tasks.evaluate.params import EvalSetParams, EvaluateParams, EvaluateReport
+from tasks.evaluate.record import score_answers
 from tasks.evaluate.sets import load_set
 from tasks.shared.caching import RETRIES
 
@@ -30,6 +32,7 @@ def eval_set_task(params: EvalSetParams) -> str:
 @task
 def answer_task(params: EvaluateParams, set_id: str) -> list[Answer]:
     clients = Clients()
+    judge_for(clients, params.judge)  # asked for and not usable: refused before answering
     return target_answers(clients, params, load_set(clients.settings, set_id).examples())
 
 
@@ -37,14 +40,22 @@ def answer_task(params: EvaluateParams, set_id: str) -> list[Answer]:
 def record_task(params: EvaluateParams, set_id: str, answers: list[Answer]) -> EvaluateReport:
     clients = Clients()
     chosen = load_set(clients.settings, set_id)
+    examples, k = chosen.examples(), params.answers.top_k
+    scores = score_answers(examples, answers, k)
+    judge = judge_for(clients, params.judge)
     return record_evaluation(
-        clients, params.target, chosen, chosen.examples(), answers, params.answers.top_k
+        clients, params.target, chosen, examples, answers, scores, k, judge=judge
     )
 
 
 @task
 def publish_evaluation(report: EvaluateReport) -> None:
     missing = "".join(f"\n- {n} answer(s) missing: {why}" for why, n in report.missing.items())
+    if report.judge is not None:
+        j = report.judge
+        missing += f"\n\nJudged by {j.judge} with `{j.prompt}`." + "".join(
+            f"\n- {n} judged value(s) missing: {why}" for why, n in j.missing.items()
+        )
     create_markdown_artifact(
         key="evaluation",
         markdown=(

@@ -17,10 +17,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.core.drift import DriftThresholds, current_window, decide, reference_window
+from tasks.core.drift import (
+    DriftThresholds,
+    TimeRange,
+    current_window,
+    decide,
+    reference_window,
+)
 from tasks.core.drift_figures import WindowFigures, measurements
 from tasks.core.text_features import new_terms, vocabulary
 from tasks.monitor.evidently import embedding_auc, embedding_report, feature_report, save_html
+from tasks.monitor.feedback import FeedbackSummary, feedback_summary
 from tasks.monitor.log_checks import LogCheck, check_request_log
 from tasks.monitor.params import (
     CheckRow,
@@ -51,6 +58,7 @@ class Windows:
     current_label: str
     reference_label: str
     training: TrainingText | None  # the vocabulary (and passages' source)
+    current_range: TimeRange | None = None  # the current window's [start, end)
 
     @property
     def traffic_reference(self) -> bool:
@@ -70,10 +78,10 @@ def load_windows(settings: Settings, params: MonitorParams, now: datetime) -> Wi
             )
         passages = training_passages(training, r.max_passages, params.seed)
         label = f"training snapshot {training.snapshot_id}"
-        return Windows(frame, passages, str(current), label, training)
+        return Windows(frame, passages, str(current), label, training, current)
     past = reference_window(current, r.start, r.end, r.hours)
     reference = requests_in(settings.requests_dir, past)
-    return Windows(frame, reference, str(current), str(past), training)
+    return Windows(frame, reference, str(current), str(past), training, current)
 
 
 def default_embed(model: str) -> Embed:
@@ -145,9 +153,11 @@ def compare_windows(
     log_checks: list[LogCheck],
     report_dir: Path | None,
     seconds: dict[str, float] | None = None,
+    feedback: FeedbackSummary | None = None,
 ) -> MonitorReport:
     """Features, Evidently, the verdict; HTML under `report_dir` (None: no HTML). `seconds`:
-    the stages before (loading, log checks), for the report."""
+    the stages before (loading, log checks), for the report; `feedback`, the current window's
+    feedback, goes into the report as it is."""
     clock = Stopwatch(seconds)
     t = DriftThresholds(**params.thresholds.model_dump())
     with clock("features (words, OOV, language, ...)"):
@@ -202,6 +212,7 @@ def compare_windows(
         html=html,
         embedding_html=embedding_html,
         seconds=clock.seconds,
+        feedback=feedback,
     )
 
 
@@ -223,6 +234,15 @@ def monitor_requests(
         windows = load_windows(settings, params, now)
     with clock("request-log checks (Great Expectations)"):
         log_checks = check_request_log(windows.current, params.max_latency_ms)
+    with clock("feedback"):
+        feedback = window_feedback(settings, windows)
     embed = embed or default_embed(params.embedding_model)
     directory = report_dir(settings)
-    return compare_windows(windows, params, embed, log_checks, directory, clock.seconds)
+    return compare_windows(windows, params, embed, log_checks, directory, clock.seconds, feedback)
+
+
+def window_feedback(settings: Settings, windows: Windows) -> FeedbackSummary | None:
+    """The feedback given in the current window, with its requests; None without a window."""
+    if windows.current_range is None:
+        return None
+    return feedback_summary(settings, windows.current_range)

@@ -12,6 +12,7 @@ from tasks.clients.embedder import EMBEDDING_MODEL
 from tasks.clients.registry import MODEL_NAME
 from tasks.core.drift import Kind
 from tasks.core.promotion import REGISTERED_MODEL
+from tasks.monitor.feedback import FeedbackSummary, feedback_markdown
 from tasks.monitor.log_checks import LogCheck
 
 DRIFT_EVENT = "llmops.drift.detected"
@@ -104,6 +105,18 @@ class ThresholdParams(BaseModel):
     )
 
 
+class OnlineEvalParams(BaseModel):
+    """The scheduled evaluation of live answers (reference-free scorers of the contract)."""
+
+    enabled: bool = Field(True, description="Score a sample of the window's answers.")
+    sample: int = Field(500, ge=1, description="Answers scored per window (a seeded sample).")
+    min_samples: int = Field(30, ge=2, description="Per window, before a drop is judged.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Of the bootstrap interval.")
+    retrain: bool = Field(
+        True, description="A significant drop emits the retraining event, as drift does."
+    )
+
+
 class MonitorParams(BaseModel):
     """Compare the current window of the request log with a reference; report what drifted."""
 
@@ -157,6 +170,9 @@ class MonitorParams(BaseModel):
         description="After a retraining event for this model, none again for this long (drift "
         "that lasts would otherwise start a retraining every run); 0 = every run.",
     )
+    online: OnlineEvalParams = Field(
+        default_factory=OnlineEvalParams, description="Live answers scored and compared."
+    )
     max_latency_ms: float = Field(600_000, gt=0, description="Request-log check: latency range.")
     seed: int = Field(0, description="Seed of the samples (embeddings, training passages).")
 
@@ -190,6 +206,8 @@ class MonitorReport(BaseModel):
     seconds: dict[str, float]  # stage -> seconds
     event_emitted: bool = False
     event_held_back: str | None = None  # when the event within the cooldown went out
+    feedback: FeedbackSummary | None = None  # ratings given in the current window
+    scores_path: str | None = None  # the live answers' scores, written beside the requests
 
     @property
     def drifted(self) -> list[CheckRow]:
@@ -243,6 +261,7 @@ def summary_markdown(r: MonitorReport) -> str:
         + checks
         + f"\n\nRequest-log checks (Great Expectations): {log}\n\n"
         f"New words in the current window: {terms}\n\nLanguages: {langs or 'n/a'}\n\n"
-        f"Evidently reports:\n{links}\n\n"
+        + (feedback_markdown(r.feedback) + "\n" if r.feedback else "")
+        + f"Evidently reports:\n{links}\n\n"
         f"Time: {', '.join(f'{k} {v:.1f} s' for k, v in r.seconds.items()) or 'n/a'}\n"
     )

@@ -9,7 +9,16 @@ from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from tasks.monitor.drift import Windows, compare_windows, default_embed, load_windows, report_dir
+from tasks.monitor.answers import evaluate_live, with_answer_checks
+from tasks.monitor.drift import (
+    Windows,
+    compare_windows,
+    default_embed,
+    load_windows,
+    report_dir,
+    window_feedback,
+)
+from tasks.monitor.feedback import FeedbackSummary
 from tasks.monitor.log_checks import LogCheck, check_request_log
 from tasks.monitor.params import (
     MonitorParams,
@@ -31,12 +40,42 @@ def check_request_log_task(windows: Windows, max_latency_ms: float) -> list[LogC
     return check_request_log(windows.current, max_latency_ms)
 
 
+@task(cache_policy=NONE, **RETRIES)
+def summarize_feedback_task(windows: Windows) -> FeedbackSummary | None:
+    return window_feedback(get_settings(), windows)
+
+
 @task(cache_policy=NONE)
 def compare_windows_task(
-    windows: Windows, params: MonitorParams, log_checks: list[LogCheck]
+    windows: Windows,
+    params: MonitorParams,
+    log_checks: list[LogCheck],
+    feedback: FeedbackSummary | None = None,
 ) -> MonitorReport:
     embed = default_embed(params.embedding_model)
-    return compare_windows(windows, params, embed, log_checks, report_dir(get_settings()))
+    directory = report_dir(get_settings())
+    return compare_windows(windows, params, embed, log_checks, directory, feedback=feedback)
+
+
+@task(cache_policy=NONE)
+def evaluate_live_answers_task(
+    windows: Windows, params: MonitorParams, report: MonitorReport
+) -> MonitorReport:
+    """Score a sample of the window's live answers, write the scores beside the requests, and
+    add a check per metric against the reference window's answers."""
+    if not params.online.enabled:
+        return report
+    reference = windows.reference if windows.traffic_reference else None
+    checks, path = evaluate_live(
+        get_settings().requests_dir,
+        windows.current,
+        reference,
+        params.online,
+        params.miss_score,
+        params.seed,
+        datetime.now(UTC),
+    )
+    return with_answer_checks(report, checks, path, params.online.retrain)
 
 
 @task

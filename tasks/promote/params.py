@@ -10,9 +10,13 @@ from pydantic import BaseModel, Field, model_validator
 
 from tasks.clients.registry import MODEL_NAME, AliasChange
 from tasks.compress.params import UNCOMPRESSED, CompressReport
+from tasks.core.paired import Verdict
 from tasks.core.promotion import REGISTERED_MODEL
+from tasks.evaluate.compare import ComparisonRow, comparison_table
+from tasks.evaluate.params import AnswerParams, ContractParams
 
 SCORE_COLUMNS = ("candidate_bpb", "base_bpb", "champion_bpb")
+ANSWER_METRICS = ("token_f1", "groundedness", "refusal_correct", "empty")  # kept in tags
 LINEAGE_KEYS = (
     "data_snapshot",
     "feature_view",
@@ -45,6 +49,16 @@ class PromoteParams(BaseModel):
         description="A passing model stays challenger for a canary rollout to decide on live "
         "traffic (when there is a champion); the nightly sets it when its canary stage runs.",
     )
+    answer_gate: bool = Field(
+        True,
+        description="Compare answers on held-out questions (the quality contract) beside bits "
+        "per byte; off = bits per byte alone, for a model that is not an assistant.",
+    )
+    contract: ContractParams = Field(
+        default_factory=ContractParams, description="How answers are compared."
+    )
+    answers: AnswerParams = Field(default_factory=AnswerParams, description="How they answer.")
+    eval_questions: int = Field(120, ge=1, description="At most this many held-out questions.")
     require_approval: bool = Field(False, description="Pause for a person to approve or reject.")
     approval_timeout_s: int = Field(3600, ge=1, description="Wait this long for a decision.")
     approval_poll_s: int = Field(5, ge=1, description="How often the paused run checks.")
@@ -113,8 +127,30 @@ class Registered(BaseModel):
     reused: bool = Field(description="Registered by an earlier run with the same files.")
 
 
+class AnswerEvaluation(BaseModel):
+    """Candidate, base and champion answering the same held-out questions: each one's means
+    (its MLflow evaluation run holds every answer) and the paired verdicts."""
+
+    set_id: str
+    questions: int
+    means: dict[str, dict[str, float | None]]
+    mlflow_runs: dict[str, str]
+    comparisons: list[ComparisonRow]
+    vs_base: Verdict
+    vs_champion: Verdict | None = None
+    base_reasons: list[str] = []
+    champion_reasons: list[str] = []
+
+    def markdown(self) -> str:
+        return (
+            f"Answers to {self.questions} held-out questions (set `{self.set_id}`), paired:\n\n"
+            f"{comparison_table(self.comparisons)}\n"
+        )
+
+
 class Evaluation(BaseModel):
-    """Bits per byte of candidate, base and champion on the candidate's held-out documents."""
+    """Bits per byte of candidate, base and champion on the candidate's held-out documents,
+    and their answers to its held-out questions (None when the answer gate is off)."""
 
     snapshot_id: str
     texts: int
@@ -126,19 +162,27 @@ class Evaluation(BaseModel):
     base_bpb: float
     champion_version: str | None = None
     champion_bpb: float | None = None
+    answers: AnswerEvaluation | None = None
 
     def metrics(self) -> dict[str, float]:
         scores = {"candidate_bpb": self.candidate_bpb, "base_bpb": self.base_bpb}
         champion = self.champion_bpb
-        return scores | ({"champion_bpb": champion} if champion is not None else {})
+        scores |= {"champion_bpb": champion} if champion is not None else {}
+        for role, means in (self.answers.means if self.answers else {}).items():
+            scores |= {
+                f"{role}_{m}": v for m, v in means.items() if m in ANSWER_METRICS and v is not None
+            }
+        return scores
 
     def markdown(self) -> str:
-        rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in self.metrics().items())
+        rows = "\n".join(
+            f"| {k} | {self.metrics()[k]:.4f} |" for k in SCORE_COLUMNS if k in self.metrics()
+        )
         return (
             f"Bits per byte on {self.texts} held-out documents ({self.utf8_bytes} bytes) of "
             f"snapshot `{self.snapshot_id}`, lower is better:\n\n"
             f"| model | bits/byte |\n|---|---:|\n{rows}\n"
-        )
+        ) + (f"\n{self.answers.markdown()}" if self.answers else "")
 
 
 class PromotionDecision(BaseModel):

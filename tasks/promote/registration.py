@@ -16,6 +16,7 @@ from tasks.clients.tracking import latest_run_with, run_base_model
 from tasks.compress.params import EXPERIMENT as COMPRESS_EXPERIMENT
 from tasks.core import promotion
 from tasks.core.promotion import CHALLENGER, CHAMPION
+from tasks.promote.answers import verdicts
 from tasks.promote.params import (
     Approval,
     ApprovalInput,
@@ -120,7 +121,7 @@ def evaluate_models(candidate: Candidate, registered: Registered, clients: Clien
 
 
 def decide_promotion(
-    evaluation: Evaluation, gate_passed: bool, min_improvement: float
+    evaluation: Evaluation, gate_passed: bool, min_improvement: float, canary: bool = False
 ) -> PromotionDecision:
     if evaluation.champion_version == evaluation.version:
         return PromotionDecision(
@@ -132,7 +133,8 @@ def decide_promotion(
         evaluation.champion_bpb,
         evaluation.champion_version,
     )
-    decision = promotion.decide(scores, gate_passed, min_improvement)
+    answers = verdicts(evaluation.answers) if evaluation.answers is not None else None
+    decision = promotion.decide(scores, gate_passed, min_improvement, answers, canary)
     return PromotionDecision(promote=decision.promote, reasons=list(decision.reasons))
 
 

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.clients import Clients
 from tasks.clients.registry import NONE, AliasChange
+from tasks.promote.answers import evaluate_answers
 from tasks.promote.params import (
     Approval,
     Candidate,
@@ -46,15 +47,25 @@ def register_candidate_task(candidate: Candidate, name: str) -> Registered:
 
 
 @task
-def evaluate_models_task(candidate: Candidate, registered: Registered) -> Evaluation:
-    return evaluate_models(candidate, registered, Clients())
+def evaluate_models_task(
+    candidate: Candidate, registered: Registered, params: PromoteParams
+) -> Evaluation:
+    """Bits per byte, and (with the answer gate) answers to the held-out questions."""
+    clients = Clients()
+    evaluation = evaluate_models(candidate, registered, clients)
+    if not params.answer_gate or evaluation.champion_version == registered.version:
+        return evaluation
+    answers = evaluate_answers(candidate, registered, params, clients)
+    return evaluation.model_copy(update={"answers": answers})
 
 
 @task
 def decide_task(
-    evaluation: Evaluation, candidate: Candidate, min_improvement: float
+    evaluation: Evaluation, candidate: Candidate, params: PromoteParams
 ) -> PromotionDecision:
-    return decide_promotion(evaluation, candidate.gate_passed, min_improvement)
+    return decide_promotion(
+        evaluation, candidate.gate_passed, params.min_improvement, params.canary
+    )
 
 
 @task

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     serving_max_tokens: int = Field(
         256, ge=1, description="Most tokens generated per request; larger asks are capped."
     )
+    judge_url: str | None = Field(
+        None,
+        description="An LLM judge's OpenAI-compatible base URL (with or without /v1); unset = "
+        "no judge. Only evaluations asked to (`judge: true`) use it; never a gate.",
+    )
+    judge_model: str | None = Field(None, description="The `model` field sent to the judge.")
+    judge_api_key: SecretStr | None = Field(None, description="Bearer key of the judge.")
+    judge_timeout_s: float = Field(
+        20, gt=0, description="Per judge call; slower is a missing judged metric, with why."
+    )
     prices: Prices = Field(
         default_factory=Prices,
         description="Per-hour prices run costs are estimated with (JSON; keys left out keep "

@@ -1,7 +1,7 @@
 """The monitor_drift flow under Prefect: German traffic against a Python-docs reference is
 drift, which emits `llmops.drift.detected` for the model and publishes the summary and a link
-to the HTML report; the same drift found again does not emit within the cooldown; an empty
-window gives no verdict and no event."""
+to the HTML report (with the window's feedback per version); the same drift found again does
+not emit within the cooldown; an empty window gives no verdict and no event."""
 
 import time
 from datetime import timedelta
@@ -14,6 +14,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from prefect.events.worker import EventsWorker
 
 from flows.monitor import monitor_drift
+from tasks.clients.request_log import FeedbackLog, read_requests
 from tasks.monitor.params import DRIFT_EVENT, MonitorParams, model_resource
 
 pytestmark = pytest.mark.e2e
@@ -52,6 +53,13 @@ def test_drift_emits_the_event_and_publishes_the_report(
     prefect_harness, tmp_path: Path, embedder
 ) -> None:
     with drift_world(tmp_path, embedder, size=100, names=("reference", "man-de")) as world:
+        start, _ = world.day("man-de")
+        rated = read_requests(world.settings.requests_dir, since=start).iloc[0]
+        with FeedbackLog(world.settings.feedback_dir) as feedback:
+            for i, request_id in enumerate((rated["request_id"], "cmpl-unknown")):
+                at = rated["at"].to_pydatetime() + timedelta(minutes=1)
+                record = {"feedback_id": f"fb-{i}", "request_id": request_id, "rating": -1}
+                feedback.append({**record, "at": at, "correction": "Sie meinen man 7 epoll."})
         report = monitor_drift(params(world.day("man-de"), world.day("reference")))
         assert (report.status, report.retrain, report.event_emitted) == ("drift", True, True)
         assert {"language", "OOV rate", "prompt embeddings"} <= {c.name for c in report.drifted}
@@ -66,6 +74,12 @@ def test_drift_emits_the_event_and_publishes_the_report(
             summary = client.read_latest_artifacts()
         by_key = {a.key: a for a in summary}
         assert "retraining asked for" in by_key["drift-summary"].data
+        assert report.feedback is not None and report.feedback.reconciles
+        assert [(v.version, v.ratings, v.corrections) for v in report.feedback.versions] == [
+            (rated["version"], 1, 1)
+        ]
+        assert report.feedback.unknown_request_ids == ["cmpl-unknown"]
+        assert f"| {rated['version']} | 1 | 0 | 0% | 1 |" in by_key["drift-summary"].data
         assert Path(report.html).as_uri() in by_key["drift-report"].data
 
         # drift that lasts: the next run finds it again, but within the cooldown (24 h) it

@@ -8,8 +8,8 @@ from ray import serve
 
 from flows.nightly import NightlyParams, nightly_pipeline
 from tasks.canary.params import CanaryParams, ThresholdParams
-from tasks.embed.params import EmbedParams
 from tasks.clients.retrieval import search
+from tasks.embed.params import EmbedParams
 from tasks.finetune.params import FinetuneParams
 from tasks.ingest.params import IngestParams
 from tasks.shared.settings import Settings

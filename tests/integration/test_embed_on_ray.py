@@ -9,10 +9,10 @@ import pyarrow.dataset as ds
 import pytest
 
 from tasks.clients.feature_store import ChunkIndex
+from tasks.clients.retrieval import search
 from tasks.embed.index import embed_snapshot
 from tasks.embed.params import EmbedParams
 from tasks.embed.ray_encoder import RayEncoder
-from tasks.clients.retrieval import search
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams
 from tasks.shared import lake

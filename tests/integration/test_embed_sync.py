@@ -4,9 +4,9 @@ from pydoc_data.topics import topics
 import pytest
 
 from tasks.clients.feature_store import ChunkIndex
+from tasks.clients.retrieval import search
 from tasks.embed.index import embed_snapshot
 from tasks.embed.params import EmbedParams
-from tasks.clients.retrieval import search
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams
 from tasks.shared import lake

@@ -9,8 +9,8 @@ import pytest
 from pymilvus import MilvusClient
 
 from tasks.clients.feature_store import CHUNK_VIEW, ChunkIndex, MilvusUnavailable
-from tasks.embed.params import EmbedParams
 from tasks.clients.retrieval import search
+from tasks.embed.params import EmbedParams
 from tasks.embed.tasks import index_snapshot
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams

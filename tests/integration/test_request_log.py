@@ -15,8 +15,10 @@ from tasks.clients.request_log import (
     LOCK_NAME,
     WAL_DIR,
     WAL_NAME,
+    FeedbackLog,
     RequestLog,
     _segment_to_parquet,
+    read_feedback,
     read_requests,
 )
 
@@ -280,3 +282,42 @@ def test_bad_records_are_refused_and_nothing_is_written(
 def test_flush_every_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="flush_every"):
         RequestLog(tmp_path, flush_every=0)
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_the_feedback_log_is_kept_the_same_way_beside_the_requests(tmp_path: Path) -> None:
+    """Its own schema and checks, the same WAL, parquet and recovery; the request log's readers
+    do not see it in its subfolder."""
+    folder = tmp_path / "feedback"
+
+    def rating(i: int, **overrides) -> dict:
+        base = {"feedback_id": f"fb-{i}", "request_id": f"req-{i}", "at": T0, "rating": 1}
+        return {**base, **overrides}
+
+    with RequestLog(tmp_path) as requests:
+        requests.append(record(0))
+    log = FeedbackLog(folder, flush_every=2)
+    log.append(rating(0, correction="a better answer", user="ann"))
+    log.append(rating(1, rating=-1, at=T0 + timedelta(seconds=1)))
+    log.append(rating(2, at=T0 + timedelta(seconds=2)))
+    for bad, message in [
+        (rating(3, rating=3), "rating"),
+        (record(3), "unknown fields"),
+        (rating(3, correction=" "), "blank"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            log.append(bad)
+    del log  # no close: 2 ratings in parquet, 1 only in the WAL
+    gc.collect()
+    again = FeedbackLog(folder)
+    assert len(again.recovered) == 1
+    again.close()
+    frame = read_feedback(folder)
+    assert list(frame["feedback_id"]) == ["fb-0", "fb-1", "fb-2"]
+    assert list(frame["rating"]) == [1, -1, 1] and str(frame["rating"].dtype) == "int8"
+    assert (frame.loc[0, "correction"], frame.loc[0, "user"]) == ("a better answer", "ann")
+    assert frame.loc[1, "correction"] is None
+    assert list(read_feedback(folder, T0 + timedelta(seconds=1))["feedback_id"]) == ["fb-1", "fb-2"]
+    assert ids(tmp_path) == ["req-0"]
+    assert list(read_requests(tmp_path, request_ids=["req-0", "req-9"])["request_id"]) == ["req-0"]
+    assert read_requests(tmp_path, request_ids=[]).empty

@@ -6,10 +6,7 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from copy import deepcopy
-from dataclasses import dataclass, replace
 from pathlib import Path
 from pydoc_data.topics import topics
 
@@ -17,100 +14,35 @@ import httpx
 import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
-from transformers import AutoTokenizer
 
-from serving.app import deploy
-from tasks.clients import Clients
 from tasks.clients.feature_store import ChunkIndex
 from tasks.clients.request_log import read_requests
 from tasks.clients.serve import ServeControl
-from tasks.embed.index import embed_snapshot
-from tasks.embed.params import EmbedParams
-from tasks.ingest.documents import ingest_folder
-from tasks.ingest.params import IngestParams
-from tasks.promote.params import Candidate
-from tasks.promote.registration import register_candidate
 from tasks.shared.generation import generate, stream
 from tasks.shared.models import load_model_folder
-from tasks.shared.settings import Settings
 
-from worlds import World, compressed, free_port, tiny_world
+from worlds import (
+    APP,
+    DOCS,
+    MAX_PROMPT,
+    MAX_TOKENS,
+    MODEL,
+    WEIGHTS,
+    WINDOW,
+    Service,
+    World,
+    complete,
+    compressed,
+    post,
+)
 
 pytestmark = pytest.mark.integration
 
-MODEL, KEY, APP = "assistant", "s3cret-key", "serving-test"
-WINDOW, MAX_PROMPT, MAX_TOKENS = 512, 200, 24
-WEIGHTS = {"2": 30.0, "1": 70.0}  # challenger (int8) first, as a canary lists it
-DOCS = ("try", "with", "for", "while")
 
-
-@dataclass
-class Service:
-    url: str
-    settings: Settings
-    tokenizer: object
-    startup_s: float
-
-    def client(self, key: str | None = KEY) -> httpx.Client:
-        headers = {"authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with tiny_world(tmp_path_factory.mktemp("serving")) as built:
-        config = deepcopy(built.config)
-        config.max_position_embeddings = WINDOW  # RoPE: no weights depend on it; room for RAG
-        yield replace(built, config=config)
-
-
-def fill_index(world: World, embedder) -> None:
-    """Index a few pydoc topics, then close the Milvus Lite file: it opens in one process at a
-    time, and the service's retriever is another process."""
-    root = world.settings.home / "rag-docs"
-    root.mkdir()
-    for name in DOCS:
-        (root / f"{name}.txt").write_text(topics[name])
-    snapshot = ingest_folder(root, IngestParams(source_dir=str(root)), world.settings).snapshot_id
-    with ChunkIndex(world.settings) as index:
-        index.apply()
-        params = EmbedParams(snapshot_id=snapshot, chunk_tokens=64, overlap_tokens=0)
-        assert embed_snapshot(params, world.settings, index, embedder).collection_rows > 8
-
-
-@pytest.fixture(scope="module")
-def service(ray_local, world: World, embedder) -> Iterator[Service]:
-    from ray import serve
-
-    for name, steps, quantized in (("v1", 10, False), ("v2", 3, True)):
-        candidate = Candidate.from_report(compressed(world, name, steps, quantized=quantized))
-        register_candidate(candidate, MODEL, Clients(world.settings), "test")
-    fill_index(world, embedder)
-    settings = world.settings.model_copy(
-        update={
-            "serving_api_key": SecretStr(KEY),
-            "serving_max_prompt_tokens": MAX_PROMPT,
-            "serving_max_tokens": MAX_TOKENS,
-        }
-    )
-    port = free_port()
-    started = time.perf_counter()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    deploy(settings, MODEL, WEIGHTS, name=APP, batch_wait_timeout_s=0.005, log_flush_s=0.5)
-    startup = time.perf_counter() - started
-    print(f"\nserve start + deploy of 2 versions and the retriever: {startup:.1f} s")
-    tokenizer = AutoTokenizer.from_pretrained(world.base_dir)
-    try:
-        yield Service(f"http://127.0.0.1:{port}", settings, tokenizer, startup)
-    finally:
-        serve.shutdown()
-
-
-def test_cached_batched_decoding_matches_transformers_generate(world: World) -> None:
+def test_cached_batched_decoding_matches_transformers_generate(served_world: World) -> None:
     """No Ray: the decoding loop on both kinds of model, the int8 one included."""
     for name, steps, quantized in (("plain", 10, False), ("int8", 3, True)):
-        report = compressed(world, f"decode-{name}", steps, quantized=quantized)
+        report = compressed(served_world, f"decode-{name}", steps, quantized=quantized)
         model, tokenizer = load_model_folder(Path(report.candidates[0].folder))
         prompts = [tokenizer.encode(t) for t in ("The try statement", "x", "for i in range")]
         batch = generate(model, tokenizer, prompts, max_tokens=12)
@@ -132,16 +64,6 @@ def test_cached_batched_decoding_matches_transformers_generate(world: World) -> 
         assert [len(s) <= n for s, n in zip(sampled, (3, 0, 5), strict=True)] == [True] * 3
         assert sampled == generate(model, tokenizer, prompts, [3, 0, 5], [1.0, 1.0, 0.0], seed=7)
         assert sampled[2] == batch[2][:5]  # a greedy row is not disturbed by sampled ones
-
-
-def post(client: httpx.Client, path: str, body: dict, **headers: str) -> httpx.Response:
-    return client.post(path, json=body, headers=headers)
-
-
-def complete(client: httpx.Client, prompt: str, **fields) -> dict:
-    r = post(client, "/v1/completions", {"model": MODEL, "prompt": prompt, **fields})
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def test_both_apis_answer_with_the_version_that_served(service: Service) -> None:
@@ -361,6 +283,7 @@ def test_rag_returns_its_sources_and_stays_within_the_window(service: Service) -
         assert {s["source"] for s in sources} <= {f"{d}.txt" for d in DOCS}
         assert [s["score"] for s in sources] == sorted((s["score"] for s in sources), reverse=True)
         assert all(s["doc_id"] for s in sources)
+        assert all(s["text"] and s["text"] == s["text"].strip() for s in sources)  # as prompted
         assert body["usage"]["prompt_tokens"] + MAX_TOKENS <= WINDOW
         assert body["usage"]["prompt_tokens"] > MAX_PROMPT  # passages were really added
 

@@ -9,6 +9,7 @@ from tasks.core.canary import (
     decide_step,
     plan_steps,
 )
+from tasks.core.paired import Verdict
 from tasks.core.routing import choose_version
 
 pytestmark = pytest.mark.unit
@@ -160,3 +161,27 @@ def test_canary_weights_list_the_challenger_first_so_callers_only_move_onto_it()
     for bad in (-1, 101, NAN):
         with pytest.raises(ValueError, match="challenger weight"):
             canary_weights(bad)
+
+
+@pytest.mark.parametrize(
+    ("challenger", "answers", "last", "action", "phrase"),
+    [
+        (stats(), Verdict.BETTER, False, "advance", "pinned questions: better"),
+        (stats(), Verdict.BETTER, True, "promote", "pinned questions: better"),
+        (stats(), Verdict.WORSE, False, "rollback", "pinned questions: worse"),
+        # Inconclusive never promotes and never rolls back: it asks for more evidence.
+        (stats(), Verdict.INCONCLUSIVE, True, "extend", "inconclusive, more needed"),
+        (stats(), Verdict.INCONCLUSIVE, False, "extend", "inconclusive, more needed"),
+        # Operational failures still roll back whatever the answers say.
+        (stats(errors=50), Verdict.BETTER, False, "rollback", "error rate exceeds"),
+        (stats(errors=50), Verdict.INCONCLUSIVE, True, "rollback", "error rate exceeds"),
+        # Too few requests: wait before anything is judged.
+        (stats(3), Verdict.WORSE, False, "wait", "challenger has 3 of 20"),
+    ],
+)
+def test_answers_on_pinned_questions_decide_too(
+    challenger: VersionStats, answers: Verdict, last: bool, action: str, phrase: str
+) -> None:
+    verdict = decide_step(stats(), challenger, T, last, answers)
+    assert verdict.action == action
+    assert phrase in " | ".join(verdict.reasons)

@@ -53,3 +53,31 @@ def test_stricter_thresholds_fail_what_looser_ones_pass() -> None:
     assert choose(BASE, candidates, Gate(max_perplexity_increase=0.03))[0] == "int8"
     assert choose(BASE, candidates, Gate(max_perplexity_increase=0.01))[0] is None
     assert choose(BASE, candidates, Gate(min_size_reduction=0.8))[0] is None
+
+
+ANSWERS = {"token_f1": 0.40, "groundedness": 0.80}
+ANSWER_GATE = Gate(max_answer_drop={"token_f1": 0.03, "groundedness": 0.05})
+
+
+def answering(name: str, ppl: float, **answers: float | None) -> Measured:
+    return Measured(name, 300, 10.0, ppl, answers=answers)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "broken"),
+    [
+        (answering("int8", 101.0, token_f1=0.39, groundedness=0.78), []),
+        (answering("int8", 101.0, token_f1=0.37, groundedness=0.75), []),  # at the limits
+        # Keeps its perplexity, loses its answers: refused on answers alone.
+        (answering("mute", 100.0, token_f1=0.05, groundedness=0.0), ["token_f1", "groundedness"]),
+        (answering("int8", 101.0, token_f1=0.30, groundedness=0.80), ["token_f1 0.300 vs 0.400"]),
+        (answering("int8", 101.0, token_f1=0.45, groundedness=0.90), []),  # better is fine
+        (answering("blind", 101.0, token_f1=None, groundedness=0.8), ["token_f1 not measured"]),
+    ],
+)
+def test_answer_metrics_may_fall_only_so_far(candidate: Measured, broken: list[str]) -> None:
+    base = Measured("uncompressed", 1000, 10.0, 100.0, answers=ANSWERS)
+    found = broken_thresholds(base, candidate, ANSWER_GATE)
+    assert len(found) == len(broken), found
+    for said, expected in zip(found, broken, strict=True):
+        assert said.startswith(expected)

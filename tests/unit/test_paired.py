@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from tasks.core import paired
-from tasks.core.paired import Comparison, Verdict, compare_paired, release_verdict
+from tasks.core.paired import (
+    Comparison,
+    Verdict,
+    compare_independent,
+    compare_paired,
+    release_verdict,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -191,3 +197,19 @@ def test_release_verdict_considers_each_metric_once() -> None:
     got, reasons = release_verdict(comparisons, "f1", ["lat", "f1", "lat"])
     assert got is B
     assert reasons == ["f1: better", "lat: inconclusive"]
+
+
+def test_independent_windows_find_a_drop_and_not_noise() -> None:
+    rng = np.random.default_rng(1)
+    before = rng.uniform(0.5, 1.0, 300).tolist()
+    after = rng.uniform(0.2, 0.7, 200).tolist()
+    drop = compare_independent("groundedness", after, before)
+    assert drop.verdict is Verdict.WORSE and drop.high < 0
+    same = compare_independent("groundedness", rng.uniform(0.5, 1.0, 300).tolist(), before)
+    assert same.verdict is Verdict.INCONCLUSIVE and same.low < 0 < same.high
+    # Lower is better (a refusal rate rising is worse), and None is left out.
+    rising = compare_independent("refused", [1.0] * 40 + [None], [0.0] * 40, higher_is_better=False)
+    assert rising.verdict is Verdict.WORSE and rising.n == 40
+    few = compare_independent("groundedness", [0.1] * 5, before)
+    assert few.verdict is Verdict.INCONCLUSIVE and "min_samples" in few.reason
+    assert compare_independent("g", [], before).n == 0

@@ -2,9 +2,11 @@ import math
 
 import pytest
 
+from tasks.core.paired import Verdict
 from tasks.core.promotion import (
     PROMOTE,
     ROLLBACK,
+    AnswerVerdicts,
     Scores,
     decide,
     previous_champion,
@@ -78,3 +80,30 @@ def test_rollback_returns_to_the_champion_before(
 ) -> None:
     assert served_stack(changes) == stack
     assert previous_champion(changes) == previous
+
+
+B, W, UNSURE = Verdict.BETTER, Verdict.WORSE, Verdict.INCONCLUSIVE
+
+
+@pytest.mark.parametrize(
+    ("answers", "canary", "promote", "phrase"),
+    [
+        (AnswerVerdicts(B), False, True, "answers against the base model: better"),
+        (AnswerVerdicts(UNSURE), False, False, "answers against the base model: inconclusive"),
+        (AnswerVerdicts(W), True, False, "answers against the base model: worse"),
+        (AnswerVerdicts(B, B), False, True, "answers against the champion: better"),
+        (AnswerVerdicts(B, W), True, False, "answers against the champion: worse"),
+        # Inconclusive never promotes; with a canary, live traffic gathers more evidence.
+        (AnswerVerdicts(B, UNSURE), False, False, "answers against the champion: inconclusive"),
+        (AnswerVerdicts(B, UNSURE), True, True, "the canary gathers more evidence"),
+    ],
+)
+def test_answers_decide_beside_bits_per_byte(
+    answers: AnswerVerdicts, canary: bool, promote: bool, phrase: str
+) -> None:
+    scores = Scores(1.0, 1.2, 1.1 if answers.vs_champion else None, "3")
+    decision = decide(scores, True, 0.0, answers, canary)
+    assert decision.promote is promote
+    assert phrase in " | ".join(decision.reasons)
+    # Answers never rescue a candidate that fails on bits per byte.
+    assert not decide(Scores(1.3, 1.2), True, 0.0, AnswerVerdicts(B), canary).promote

@@ -1,0 +1,105 @@
+"""The evaluation stage on a tiny served world: a registered version answers held-out questions
+in-process and is recorded through MLflow's GenAI evaluation; the served app is evaluated over
+HTTP with a pinned version; an endpoint that is down and a version that cannot load give
+reasons, not scores."""
+
+import shutil
+
+import mlflow
+import pytest
+
+from tasks.clients import Clients
+from tasks.core.scorers import METRICS
+from tasks.evaluate.answer import ModelLoadError
+from tasks.evaluate.evaluation import (
+    answers_of_folder,
+    choose_set,
+    fetch_passages,
+    record_evaluation,
+    target_answers,
+)
+from tasks.evaluate.params import AnswerParams, EvalSetParams, EvaluateParams
+from tasks.evaluate.record import score_answers
+
+from worlds import EVAL_FRACTION, MODEL, free_port
+
+pytestmark = pytest.mark.integration
+
+HOW = AnswerParams(max_tokens=8, top_k=3)
+
+
+def params_for(world, **target) -> EvaluateParams:
+    questions = EvalSetParams(
+        snapshot_id=world.snapshot, eval_fraction=EVAL_FRACTION, max_questions=10
+    )
+    return EvaluateParams(model_name=MODEL, eval_set=questions, answers=HOW, **target)
+
+
+def test_a_registered_version_is_answered_scored_and_recorded(service, served_world) -> None:
+    clients = Clients(served_world.settings)
+    params = params_for(served_world, version="1")
+    chosen, golden = choose_set(clients, params.eval_set)
+    examples = chosen.examples()
+    assert golden is None and 5 <= len(examples) <= 10
+    assert any(not e.answerable for e in examples)  # the unanswerables come along
+    answers = target_answers(clients, params, examples)
+    assert len(answers) == len(examples)
+    assert all(a.error is None and a.completion_tokens <= 8 for a in answers)
+    assert all(a.passages and len(a.passages) == len(a.passage_doc_ids) for a in answers)
+    scores = score_answers(examples, answers, HOW.top_k)
+    report = record_evaluation(clients, params.target, chosen, examples, answers, scores, HOW.top_k)
+    assert report.questions == len(examples) and set(report.metrics) == set(METRICS)
+    assert report.metrics["refusal_correct"].n == len(examples)
+
+    # MLflow holds a trace per question (answer, passages, scores) and the set as the input.
+    mlflow.set_tracking_uri(served_world.settings.tracking_uri)
+    run = mlflow.MlflowClient().get_run(report.mlflow_run_id)
+    traces = mlflow.search_traces(
+        locations=[run.info.experiment_id], run_id=run.info.run_id, return_type="list"
+    )
+    assert len(traces) == len(examples)
+    assert f"evalset-{chosen.set_id}" in {d.dataset.name for d in run.inputs.dataset_inputs}
+    assert run.data.metrics["eval_refusal_correct"] == pytest.approx(
+        report.metrics["refusal_correct"].mean
+    )
+    assert run.data.tags["target"] == f"{MODEL}@1"
+
+
+def test_the_served_app_is_evaluated_over_http_with_a_pinned_version(service, served_world):
+    clients = Clients(service.settings)  # carries the app's API key
+    params = params_for(served_world, endpoint=service.url, pin_version="2", endpoint_model=MODEL)
+    examples = choose_set(clients, params.eval_set)[0].examples()
+    answers = target_answers(clients, params, examples)
+    assert all(a.error is None for a in answers), [a.error for a in answers]
+    # The app retrieved: its sources (with their text) are the passages scored against.
+    assert all(a.passages and all(a.passages) for a in answers)
+    assert all(a.prompt_tokens > 0 for a in answers)
+
+
+def test_an_endpoint_that_is_down_leaves_every_metric_missing_with_its_reason(
+    service, served_world
+) -> None:
+    clients = Clients(served_world.settings)
+    down = f"http://127.0.0.1:{free_port()}"
+    params = params_for(served_world, endpoint=down, endpoint_retrieval=False)
+    chosen = choose_set(clients, params.eval_set)[0]
+    examples = chosen.examples()
+    answers = target_answers(clients, params, examples)
+    assert all(a.error and "ConnectError" in a.error for a in answers)
+    scores = score_answers(examples, answers, HOW.top_k)
+    assert all(row["token_f1"] is None and row["refusal_correct"] is None for row in scores)
+    report = record_evaluation(clients, params.target, chosen, examples, answers, scores, 3)
+    assert sum(report.missing.values()) == len(examples)
+    assert report.metrics["token_f1"].mean is None
+
+
+def test_a_version_that_fails_to_load_names_itself_and_why(service, served_world, tmp_path):
+    clients = Clients(served_world.settings)
+    folder = clients.registry.download_verified(MODEL, "1")
+    broken = shutil.copytree(folder, tmp_path / "broken")
+    weights = next(broken.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-16])  # truncated: its digest no longer matches
+    examples = choose_set(clients, params_for(served_world).eval_set)[0].examples()[:2]
+    passages = fetch_passages(clients, examples, 2)
+    with pytest.raises(ModelLoadError, match=r"v9 could not be loaded from .*broken"):
+        answers_of_folder(clients, broken, "v9", examples, passages, HOW)
