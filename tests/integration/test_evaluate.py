@@ -1,13 +1,16 @@
 """The evaluation stage on a tiny served world: a registered version answers held-out questions
 in-process and is recorded through MLflow's GenAI evaluation; the served app is evaluated over
 HTTP with a pinned version; an endpoint that is down and a version that cannot load give
-reasons, not scores."""
+reasons, not scores; a canary step whose answers are inconclusive asks for more."""
 
 import shutil
 
 import mlflow
 import pytest
 
+from tasks.canary.answers import pinned_questions
+from tasks.canary.params import CanaryParams
+from tasks.canary.rollout import run_step
 from tasks.clients import Clients
 from tasks.core.scorers import METRICS
 from tasks.evaluate.answer import ModelLoadError
@@ -21,7 +24,7 @@ from tasks.evaluate.evaluation import (
 from tasks.evaluate.params import AnswerParams, EvalSetParams, EvaluateParams
 from tasks.evaluate.record import score_answers
 
-from worlds import EVAL_FRACTION, MODEL, free_port
+from worlds import APP, EVAL_FRACTION, MODEL, WEIGHTS, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +106,34 @@ def test_a_version_that_fails_to_load_names_itself_and_why(service, served_world
     passages = fetch_passages(clients, examples, 2)
     with pytest.raises(ModelLoadError, match=r"v9 could not be loaded from .*broken"):
         answers_of_folder(clients, broken, "v9", examples, passages, HOW)
+
+
+def test_an_inconclusive_canary_step_asks_more_questions_then_ends_inconclusive(
+    service, served_world
+) -> None:
+    """Both tiny versions answer the pinned questions about equally badly: the paired verdict is
+    inconclusive, so the step adds rounds of pinned questions (more evidence) up to its bound
+    and ends neither promoted nor rolled back."""
+    clients = Clients(service.settings)
+    versions = {"champion": "1", "challenger": "2"}
+    params = CanaryParams(
+        model_name=MODEL,
+        app_name=APP,
+        router_url=service.url,
+        pinned_questions=4,
+        max_extensions=1,
+        max_wait_s=30,
+        thresholds={"min_requests": 4, "max_p95_ratio": 100.0},
+        answers=HOW,
+        contract={"min_samples": 2},
+    )
+    pinned = pinned_questions(clients, MODEL, versions["challenger"], 8)
+    assert len(pinned) == 8
+    try:
+        step = run_step(clients, params, versions, 30.0, False, None, ["hello"], pinned)
+    finally:
+        clients.serve.set_weights(WEIGHTS, APP)
+    assert step.action == "extend", step.reasons
+    assert (step.pinned, step.extensions) == (8, 1)  # one round added, then the bound
+    assert any("inconclusive" in r for r in step.reasons)
+    assert step.stats["challenger"]["pinned_token_f1"] is not None
