@@ -84,6 +84,7 @@ def summary_rows(
             "value": f"{chosen.perplexity / base.perplexity - 1:+.2%}",
         },
         {"stage": "promote", "metric": "version", "value": promoted.version},
+        *answer_rows(promoted),
         {"stage": "promote", "metric": "promoted", "value": promoted.promoted},
         {"stage": "promote", "metric": "champion", "value": promoted.champion or "none"},
         *rolled_out,
@@ -120,6 +121,47 @@ def cost_rows(usage: list[StageUsage], model: str, version: str | None) -> list[
     return rows
 
 
+def answer_rows(promoted: PromoteReport) -> list[dict[str, object]]:
+    """The candidate's answers beside its base's, and the paired verdicts."""
+    answers = promoted.evaluation.answers
+    if answers is None:
+        return []
+    rows = [
+        {
+            "stage": "promote",
+            "metric": f"{metric} (base → candidate)",
+            "value": " → ".join(_mean(answers.means.get(r, {}).get(metric)) for r in ROLES),
+        }
+        for metric in ("token_f1", "groundedness", "empty")
+    ]
+    rows.append({"stage": "promote", "metric": "answers vs base", "value": answers.vs_base})
+    if answers.vs_champion:
+        rows.append(
+            {"stage": "promote", "metric": "answers vs champion", "value": answers.vs_champion}
+        )
+    return rows
+
+
+ROLES = ("base", "candidate")
+
+
+def _mean(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _answers_clause(promoted: PromoteReport) -> str:
+    answers = promoted.evaluation.answers
+    if answers is None:
+        return ""
+    mine, base = answers.means.get("candidate", {}), answers.means.get("base", {})
+    return (
+        f"; answers on {answers.questions} held-out questions: token F1"
+        f" {_mean(base.get('token_f1'))} -> {_mean(mine.get('token_f1'))}, grounded"
+        f" {_mean(mine.get('groundedness'))}, empty {_mean(mine.get('empty'))}"
+        f" ({answers.vs_base} than the base)"
+    )
+
+
 def summary_line(
     ingest: IngestReport,
     embed: EmbedReport,
@@ -147,6 +189,7 @@ def summary_line(
         f" perplexity {chosen.perplexity / base.perplexity - 1:+.1%}); registered as"
         f" {promoted.model_name} v{promoted.version}, {verdict}"
         f" (champion: v{champion or 'none'})"
+        f"{_answers_clause(promoted)}"
         f"{_cost_clause(usage or [], promoted.version)}"
     )
 
