@@ -55,25 +55,96 @@ _TITLE_PREFIX = re.compile(r"^(?:[\w .-]+:\s*)?(?:built-in\s+)?(module|package|c
 _SUMMARY_LINE = re.compile(r"^([\w.]+?)(?:\.py)?\s+-\s+(\S.*)$")  # "heapq.py - Heap queue ..."
 # A sentence ends at . ! ? or : followed by space and a capital (or an opening quote/mark).
 _SENTENCE_END = re.compile(r"(?<=[.!?:])\s+(?=[\"“*(]?[A-Z])")
-_ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|a\.k\.a|etc|vs|cf|resp|approx|Mr|Dr|No)\.|\b[A-Z]\.)$")
+_ABBREVIATION = re.compile(
+    r"(?:\b(?:e\.g|i\.e|a\.k\.a|etc|vs|cf|resp|approx|Mr|Dr|No)\.|\b[A-Z]\.)$"
+)
 _DEFINITION = re.compile(
     r"^(?:(?P<article>An?|The)\s+)?(?P<term>[*\"“]?[A-Za-z_][\w.\-]*(?:\s+[\w.\-]+){0,4}?[*\"”]?)"
     r"(?:\s+\([^)]{1,60}\))?(?:\s+<[^>]{1,80}>)?"
     r"\s+(?P<verb>is|are)\s+(?:an?|the|used)\b"
 )
 _FUNCTION_WORDS = frozenset(
-    "a an the is are was be not if when where that which of for in on with to by as at from "
-    "or and"
-    "note".split()
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "was",
+        "be",
+        "not",
+        "if",
+        "when",
+        "where",
+        "that",
+        "which",
+        "of",
+        "for",
+        "in",
+        "on",
+        "with",
+        "to",
+        "by",
+        "as",
+        "at",
+        "from",
+        "or",
+        "andnote",
+    ]
 )
 # "The X statement is ...": a definition that names its subject without its paragraph.
 _KIND_NOUNS = frozenset(
-    "statement statements operator operators expression expressions keyword keywords module "
-    "function functions class classes method methods decorator protocol exception".split()
+    [
+        "statement",
+        "statements",
+        "operator",
+        "operators",
+        "expression",
+        "expressions",
+        "keyword",
+        "keywords",
+        "module",
+        "function",
+        "functions",
+        "class",
+        "classes",
+        "method",
+        "methods",
+        "decorator",
+        "protocol",
+        "exception",
+    ]
 )
 _VAGUE_TERMS = frozenset(
-    "this that these those it there which what here result value default following latter "
-    "former other one each former rest first second last same name argument return".split()
+    [
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "there",
+        "which",
+        "what",
+        "here",
+        "result",
+        "value",
+        "default",
+        "following",
+        "latter",
+        "former",
+        "other",
+        "one",
+        "each",
+        "former",
+        "rest",
+        "first",
+        "second",
+        "last",
+        "same",
+        "name",
+        "argument",
+        "return",
+    ]
 )
 
 
@@ -81,7 +152,7 @@ def _is_heading_text(line: str) -> bool:
     text = line.strip()
     return (
         0 < len(text) <= 80
-        and (text[0].isupper() or text[0].isdigit() or text[0] in "\"“")
+        and (text[0].isupper() or text[0].isdigit() or text[0] in '"“')
         and not any(mark in text for mark in ("*", ":", ";", "#", "="))
         and text == line.rstrip()  # not indented
         and not text.endswith((".", ",", ";", ":"))
@@ -198,7 +269,7 @@ def is_reference_sentence(sentence: str, min_words: int = 6, max_words: int = 45
         return False
     if not sentence.endswith((".", ":", "!", "?")):
         return False
-    first = sentence.lstrip("\"“*(")
+    first = sentence.lstrip('"“*(')
     if not first or not first[0].isupper():
         return False
     if sentence.lower().startswith(_NOTES) or any(h in sentence for h in _CODE_HINTS):
@@ -275,8 +346,8 @@ def _definition(sentence: str) -> tuple[str, str] | None:
     if not match:
         return None
     raw = match.group("term")
-    marked = raw[:1] in "*\"“"
-    term = raw.strip("*\"“” ")
+    marked = raw[:1] in '*"“'
+    term = raw.strip('*"“” ')
     words = term.split()
     if not 1 <= len(words) <= 5 or words[0].lower() in _VAGUE_TERMS:
         return None

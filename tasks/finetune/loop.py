@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from tasks.shared.manifest import verify_manifest
@@ -50,8 +51,46 @@ def trainable_fraction(model: torch.nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
+IGNORE_INDEX = -100  # a label the loss skips (PyTorch's cross-entropy default)
+
+
 def lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Next-token loss. Packed text rows ([batch, seq_len] ids): on every token. Instruction rows
+    ([batch, 3, seq_len]: ids, labels, attention mask; `tasks.finetune.instructions`): on the
+    labelled tokens only, the answers and their EOS."""
+    if batch.dim() == 3:
+        return answer_loss(model, batch)
     return model(input_ids=batch, labels=batch).loss
+
+
+def answer_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """The loss on the labelled tokens of left-padded instruction rows. Padding is masked (and
+    positions counted from each row's first real token, as the serving app's batched decoding
+    does); the columns of padding every row has are cut, and the vocabulary projection runs
+    only from the first labelled column on, since answers end the rows."""
+    ids, labels, mask = batch.unbind(1)
+    used = mask.any(0).nonzero()
+    lead = int(used.min()) if len(used) else 0
+    ids, labels, mask = ids[:, lead:], labels[:, lead:], mask[:, lead:]
+    answered = (labels != IGNORE_INDEX).any(0).nonzero()
+    if not len(answered):
+        raise ValueError("a batch of instruction rows without a single answer token")
+    first = max(1, int(answered.min()))
+    keep = ids.shape[1] - first + 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(
+        input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
+    ).logits
+    return F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(),
+        labels[:, first:].flatten(),
+        ignore_index=IGNORE_INDEX,
+    )
+
+
+def row_tokens(batch: torch.Tensor) -> int:
+    """Tokens a batch trains on: every id of text rows, the unpadded ids of instruction rows."""
+    return int(batch[:, 2].sum()) if batch.dim() == 3 else batch.numel()
 
 
 def train_step(
@@ -154,7 +193,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if not started:  # throughput from the second step: the first pays for warm-up
                 started = time.perf_counter()
             else:
-                tokens += sum(ids.numel() for ids in micro)
+                tokens += sum(row_tokens(ids) for ids in micro)
             elapsed = time.perf_counter() - started
             metrics = {
                 "step": step,

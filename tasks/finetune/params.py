@@ -23,6 +23,44 @@ class LoraParams(BaseModel):
     )
 
 
+class InstructionParams(BaseModel):
+    """How instruction examples are built from the training documents (with data instructions):
+    the serving prompt (numbered passages, then the question) and the answer it should get."""
+
+    max_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Tokens per instruction row (prompt, answer and EOS); empty = the model's "
+        "window, which the serving app fits its prompts to.",
+    )
+    questions_per_document: int = Field(
+        40, ge=1, description="Most questions taken from each training document's structure."
+    )
+    passages_per_example: int = Field(
+        2,
+        ge=1,
+        description="Passages in a prompt: the source's chunk and distractors from other "
+        "training documents (fewer when the row cannot hold them).",
+    )
+    variants: int = Field(
+        2, ge=1, description="Prompts per question, each with other distractors and positions."
+    )
+    unanswerable_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Off-topic questions added, as a share of the answerable ones; their "
+        "answer is the refusal.",
+    )
+    missing_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of answerable questions shown without their source passage; their "
+        "answer is the refusal.",
+    )
+
+
 class FinetuneParams(BaseModel):
     """What to train, how, and on which data snapshot."""
 
@@ -30,12 +68,31 @@ class FinetuneParams(BaseModel):
         SCRATCH, description="Local path or hub id; 'scratch' builds a small Llama from config."
     )
     method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or all weights.")
+    data: Literal["text", "instructions"] = Field(
+        "text",
+        description="What the model learns from. 'text': the training documents packed into "
+        "rows of seq_len tokens, the loss on every token (language modelling). "
+        "'instructions': questions generated from the training documents' structure, each in "
+        "the serving prompt's format (numbered passages, the question) with its answer (the "
+        "reference sentence citing its passage, or the refusal when no passage holds it); the "
+        "loss on the answer and its EOS only, so the model learns to answer from its context "
+        "and to stop. Held-out documents are never used; perplexity is measured on them as "
+        "packed text of seq_len tokens either way.",
+    )
+    instructions: InstructionParams = Field(
+        default_factory=InstructionParams, description="With data instructions."
+    )
     lora: LoraParams = Field(default_factory=LoraParams, description="With method lora.")
     max_steps: int = Field(60, ge=1, description="Optimizer steps.")
     batch_size: int = Field(8, ge=1, description="Sequences per worker per micro-batch.")
     gradient_accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     learning_rate: float = Field(3e-3, gt=0, description="AdamW peak learning rate.")
-    seq_len: int = Field(128, ge=2, description="Tokens per training sequence.")
+    seq_len: int = Field(
+        128,
+        ge=2,
+        description="Tokens per text row: the training rows with data text, and the held-out "
+        "rows perplexity is measured on.",
+    )
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel).")
     cpus_per_worker: float = Field(1, gt=0, description="CPUs each worker reserves.")
     use_gpu: bool = Field(False, description="One GPU per worker, bf16 autocast.")

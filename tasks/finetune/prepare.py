@@ -21,11 +21,20 @@ from tasks.shared.settings import REPO_ROOT, Settings
 
 @dataclass
 class TrainingData:
+    """Training rows: packed text ([n, seq_len] ids) or instruction rows ([n, 3, max_tokens]:
+    ids, labels, attention mask; `tasks.finetune.instructions`). Eval rows are always packed
+    held-out text (perplexity)."""
+
     snapshot_id: str
     train: np.ndarray
     eval: np.ndarray
     train_docs: int
     eval_docs: int
+
+    @property
+    def train_row_tokens(self) -> int:
+        """Tokens per training row (what activations are sized by)."""
+        return int(self.train.shape[-1])
 
 
 @dataclass
@@ -74,9 +83,11 @@ def prepare(params: FinetuneParams, settings: Settings) -> Plan:
         ids = tokenizer(frame["text"].tolist(), add_special_tokens=False)["input_ids"]
         return pack(ids, params.seq_len, tokenizer.eos_token_id)
 
-    data = TrainingData(
-        snapshot_id, rows(train_docs), rows(eval_docs), len(train_docs), len(eval_docs)
-    )
+    if params.data == "instructions":
+        train = _instruction_rows(params, settings, train_docs, tokenizer, max_len)
+    else:
+        train = rows(train_docs)
+    data = TrainingData(snapshot_id, train, rows(eval_docs), len(train_docs), len(eval_docs))
     if len(data.eval) == 0:
         raise ValueError(
             f"the held-out documents hold less than one sequence of {params.seq_len} tokens: "
@@ -85,7 +96,8 @@ def prepare(params: FinetuneParams, settings: Settings) -> Plan:
     needed = params.batch_size * params.gradient_accumulation * params.num_workers
     if len(data.train) < needed:
         raise ValueError(
-            f"{len(data.train)} training sequences of {params.seq_len} tokens is less than one "
+            f"{len(data.train)} training sequences of {data.train_row_tokens} tokens is less "
+            "than one "
             f"step of {params.num_workers} worker(s) x batch {params.batch_size} x "
             f"{params.gradient_accumulation} micro-batches: lower "
             "batch_size or seq_len, or ingest more documents"
@@ -94,8 +106,37 @@ def prepare(params: FinetuneParams, settings: Settings) -> Plan:
     shape = model_shape(model)
     budget = (params.memory_budget_gib or _available_gib() / params.num_workers) * GIB
     precision = "bf16" if params.use_gpu else "fp32"
-    memory = check_fits(shape, precision, params.batch_size, params.seq_len, int(budget))
+    memory = check_fits(shape, precision, params.batch_size, data.train_row_tokens, int(budget))
     return Plan(base_path, data, model, shape, memory)
+
+
+def _instruction_rows(
+    params: FinetuneParams,
+    settings: Settings,
+    train_docs: pd.DataFrame,
+    tokenizer: Any,
+    window: int,
+) -> np.ndarray:
+    from tasks.finetune.instructions import training_rows
+
+    options = params.instructions
+    max_tokens = options.max_tokens or window
+    if max_tokens > window:
+        raise ValueError(
+            f"instructions.max_tokens {max_tokens} exceeds the model's maximum of {window}"
+        )
+    return training_rows(
+        settings,
+        train_docs,
+        tokenizer,
+        max_tokens,
+        questions_per_document=options.questions_per_document,
+        passages_per_example=options.passages_per_example,
+        variants=options.variants,
+        unanswerable_fraction=options.unanswerable_fraction,
+        missing_fraction=options.missing_fraction,
+        seed=params.seed,
+    )
 
 
 def _available_gib() -> float:

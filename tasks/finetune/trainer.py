@@ -131,8 +131,13 @@ def _log_inputs(run: TrackedRun, params: FinetuneParams, plan: Plan) -> None:
     origin = plan.base_path / "ORIGIN.json"
     run.log_params(
         {
-            **params.model_dump(exclude={"lora"}),
+            **params.model_dump(exclude={"lora", "instructions"}),
             **{f"lora_{k}": v for k, v in params.lora.model_dump().items()},
+            **(
+                {f"instructions_{k}": v for k, v in params.instructions.model_dump().items()}
+                if params.data == "instructions"
+                else {}
+            ),
         }
     )
     run.set_tags(
@@ -146,6 +151,7 @@ def _log_inputs(run: TrackedRun, params: FinetuneParams, plan: Plan) -> None:
             else "pretrained",
             "git_commit": git_commit(),
             "train_sequences": str(len(plan.data.train)),
+            "train_sequence_tokens": str(plan.data.train_row_tokens),
             "eval_sequences": str(len(plan.data.eval)),
         }
     )
