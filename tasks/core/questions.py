@@ -61,7 +61,7 @@ _ABBREVIATION = re.compile(
 _DEFINITION = re.compile(
     r"^(?:(?P<article>An?|The)\s+)?(?P<term>[*\"“]?[A-Za-z_][\w.\-]*(?:\s+[\w.\-]+){0,4}?[*\"”]?)"
     r"(?:\s+\([^)]{1,60}\))?(?:\s+<[^>]{1,80}>)?"
-    r"\s+(?P<verb>is|are)\s+(?:an?|the|used)\b"
+    r"\s+(?:(?P<verb>is)\s+(?:an?|the|used)\b|(?P<plural>are)\s+(?:an?|the|used|(?!always|also|thus|sometimes|perhaps|less|unless)[a-z]+s)\b)"
 )
 _FUNCTION_WORDS = frozenset(
     [
@@ -362,7 +362,7 @@ def _definition(sentence: str) -> tuple[str, str] | None:
         subject = f"{article.lower()} {term}"
     else:
         subject = _lower_first(term) if len(words) > 1 else term
-    return f"What {match.group('verb')} {subject}?", term
+    return f"What {match.group('verb') or match.group('plural')} {subject}?", term
 
 
 def _heading_question(heading: str) -> str:

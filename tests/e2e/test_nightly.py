@@ -9,9 +9,11 @@ from ray import serve
 from flows.nightly import NightlyParams, nightly_pipeline
 from tasks.canary.params import CanaryParams, ThresholdParams
 from tasks.clients.retrieval import search
+from tasks.compress.params import AnswerGateParams, CompressParams
 from tasks.embed.params import EmbedParams
 from tasks.finetune.params import FinetuneParams
 from tasks.ingest.params import IngestParams
+from tasks.promote.params import PromoteParams
 from tasks.shared.settings import Settings
 
 from worlds import free_port
@@ -69,10 +71,15 @@ def check_costs(report, stages: list[str]) -> None:
 def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     prefect_harness, ray_local, settings: Settings
 ):
+    # The pipeline's mechanics (caching, promotion, the canary's takeover) on models trained for
+    # seconds: they answer nothing yet, so the answer gates are off here and each one is shown
+    # on its own (tests/integration/served/, tests/unit/test_gate.py); the resume test runs them.
     params = NightlyParams(
         ingest=IngestParams(demo_topics=TOPICS, demo_modules=["contextlib"]),
         embed=EmbedParams(chunk_tokens=160),
         finetune=FinetuneParams(max_steps=6, checkpoint_every=3, batch_size=4, seq_len=64),
+        compress=CompressParams(answer_gate=AnswerGateParams(enabled=False)),
+        promote=PromoteParams(answer_gate=False),
     )
     report = nightly_pipeline(params)
 
@@ -112,6 +119,7 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
         model_cpus=0.5,
         max_wait_s=120,
         thresholds=ThresholdParams(min_requests=8, max_p95_ratio=3.0),
+        answer_check=False,
     )
     try:
         again = nightly_pipeline(params.model_copy(update={"finetune": longer, "canary": canary}))

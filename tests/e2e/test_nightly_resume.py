@@ -86,6 +86,12 @@ def test_a_nightly_that_failed_in_compression_resumes_there(
     assert report.compress.source_run_id == trained.info.run_id
     assert [c.method for c in report.compress.candidates] == ["int8_dynamic"]
     assert report.promote.version == "1"
+    # The answer gates ran in the pipeline: every candidate answered the held-out questions,
+    # and promotion compared the candidate's answers with its base's, paired.
+    assert report.compress.baseline.answers and report.compress.candidates[0].answers
+    answers = report.promote.evaluation.answers
+    assert answers is not None and set(answers.means) == {"candidate", "base"}
+    assert any(r.startswith("answers against the base model") for r in report.promote.reasons)
     snapshot, run = report.ingest.snapshot_id, trained.info.run_id[:8]
     assert set(names) >= {
         "ingest-demo-corpus", f"embed-{snapshot}", f"finetune-lora-scratch-on-{snapshot}",
