@@ -77,6 +77,7 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
         "embed_documents/on-demand",
         "finetune_model/on-demand",
         "compress_model/on-demand",
+        "evaluate_model/on-demand",
         "promote_model/on-demand",
         "rollback_model/on-demand",
         "canary_rollout/on-demand",
