@@ -115,8 +115,9 @@ class AnswerGateParams(BaseModel):
     enabled: bool = Field(True, description="Measure answers (off = perplexity, size, speed).")
     questions: int = Field(60, ge=1, description="Held-out questions each candidate answers.")
     max_answer_drop: dict[str, float] = Field(
-        default_factory=lambda: {"token_f1": 0.03, "groundedness": 0.05},
-        description="Metric -> largest fall of its mean allowed (0.03 = 3 points).",
+        default_factory=lambda: {"token_f1": 0.03, "groundedness": 0.05, "empty": 0.05},
+        description="Metric -> largest worsening of its mean allowed (0.03 = 3 points; for "
+        "empty answers, a rise).",
     )
     answers: AnswerParams = Field(default_factory=AnswerParams, description="How they answer.")
 

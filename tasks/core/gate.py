@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from tasks.core.scorers import METRICS
+
 EPS = 1e-9  # a value exactly at a threshold passes, whatever the float rounding
 
 
@@ -29,7 +31,8 @@ class Gate:
     max_perplexity_increase: float | None = 0.03
     min_size_reduction: float | None = 0.4
     max_latency_ratio: float | None = None
-    # Largest fall allowed in each answer metric's mean (absolute, higher-is-better metrics).
+    # Largest worsening allowed in each answer metric's mean, absolute: a fall, or a rise for
+    # a lower-is-better metric such as the share of empty answers.
     max_answer_drop: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -51,8 +54,8 @@ def broken_thresholds(baseline: Measured, candidate: Measured, gate: Gate) -> li
         before, after = baseline.answers.get(metric), candidate.answers.get(metric)
         if before is None or after is None:
             broken.append(f"{metric} not measured on both: cannot show it kept its answers")
-        elif before - after > allowed + EPS:
-            broken.append(f"{metric} {after:.3f} vs {before:.3f}: fell more than {allowed:.3f}")
+        elif (before - after if METRICS.get(metric, True) else after - before) > allowed + EPS:
+            broken.append(f"{metric} {after:.3f} vs {before:.3f}: worse by more than {allowed:.3f}")
     return broken
 
 

@@ -55,12 +55,12 @@ def test_stricter_thresholds_fail_what_looser_ones_pass() -> None:
     assert choose(BASE, candidates, Gate(min_size_reduction=0.8))[0] is None
 
 
-ANSWERS = {"token_f1": 0.40, "groundedness": 0.80}
-ANSWER_GATE = Gate(max_answer_drop={"token_f1": 0.03, "groundedness": 0.05})
+ANSWERS = {"token_f1": 0.40, "groundedness": 0.80, "empty": 0.02}
+ANSWER_GATE = Gate(max_answer_drop={"token_f1": 0.03, "groundedness": 0.05, "empty": 0.05})
 
 
 def answering(name: str, ppl: float, **answers: float | None) -> Measured:
-    return Measured(name, 300, 10.0, ppl, answers=answers)
+    return Measured(name, 300, 10.0, ppl, answers={"empty": 0.02, **answers})
 
 
 @pytest.mark.parametrize(
@@ -71,6 +71,9 @@ def answering(name: str, ppl: float, **answers: float | None) -> Measured:
         # Keeps its perplexity, loses its answers: refused on answers alone.
         (answering("mute", 100.0, token_f1=0.05, groundedness=0.0), ["token_f1", "groundedness"]),
         (answering("int8", 101.0, token_f1=0.30, groundedness=0.80), ["token_f1 0.300 vs 0.400"]),
+        # Lower is better: the share of empty answers may rise only so far.
+        (answering("stops", 100.0, token_f1=0.4, groundedness=0.8, empty=0.5), ["empty 0.500"]),
+        (answering("int8", 100.0, token_f1=0.4, groundedness=0.8, empty=0.0), []),
         (answering("int8", 101.0, token_f1=0.45, groundedness=0.90), []),  # better is fine
         (answering("blind", 101.0, token_f1=None, groundedness=0.8), ["token_f1 not measured"]),
     ],

@@ -3,16 +3,22 @@ in-process and is recorded through MLflow's GenAI evaluation; the served app is 
 HTTP with a pinned version; an endpoint that is down and a version that cannot load give
 reasons, not scores; a canary step whose answers are inconclusive asks for more."""
 
+import json
 import shutil
 
 import mlflow
 import pytest
+import torch
+from transformers import LlamaForCausalLM
 
 from tasks.canary.answers import pinned_questions
 from tasks.canary.params import CanaryParams
 from tasks.canary.rollout import run_step
 from tasks.clients import Clients
-from tasks.core.scorers import METRICS
+from tasks.compress.methods.quantize import quantize_dynamic_int8
+from tasks.compress.params import AnswerGateParams
+from tasks.core.gate import Gate, Measured, choose
+from tasks.core.scorers import METRICS, summarize
 from tasks.evaluate.answer import ModelLoadError
 from tasks.evaluate.evaluation import (
     answers_of_folder,
@@ -23,6 +29,9 @@ from tasks.evaluate.evaluation import (
 )
 from tasks.evaluate.params import AnswerParams, EvalSetParams, EvaluateParams
 from tasks.evaluate.record import score_answers
+from tasks.shared.candidates import save_candidate
+from tasks.shared.manifest import write_manifest
+from tasks.shared.models import load_model_folder, perplexity
 
 from worlds import APP, EVAL_FRACTION, MODEL, WEIGHTS, free_port
 
@@ -137,3 +146,48 @@ def test_an_inconclusive_canary_step_asks_more_questions_then_ends_inconclusive(
     assert (step.pinned, step.extensions) == (8, 1)  # one round added, then the bound
     assert any("inconclusive" in r for r in step.reasons)
     assert step.stats["challenger"]["pinned_token_f1"] is not None
+
+
+def test_the_compression_gate_refuses_a_candidate_that_keeps_its_perplexity_but_loses_answers(
+    service, served_world, tmp_path
+) -> None:
+    """Two candidates of one model with its very weights: int8 (answers as before) and one
+    whose config ends a sequence at any token (a broken packaging: every answer is empty).
+    Both keep the perplexity; only the answers tell them apart, and the gate sees it. (The
+    tiny world's untrained model is the one: the only one here that says anything at all.)"""
+    clients = Clients(served_world.settings)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(served_world.config)  # a window of 512: room for the passages
+    reference = save_candidate(
+        model, tmp_path / "uncompressed", {"method": "none", "steps": []}, served_world.base_dir
+    )
+    rows = served_world.rows[:8]
+    baseline_ppl = perplexity(model, rows)
+    step = quantize_dynamic_int8(model)
+    recipe = {"method": "int8_dynamic", "steps": [step]}
+    good = save_candidate(model, tmp_path / "int8", recipe, served_world.base_dir)
+    mute = shutil.copytree(reference, tmp_path / "mute")
+    config = json.loads((mute / "config.json").read_text())
+    config["eos_token_id"] = list(range(served_world.config.vocab_size))
+    (mute / "config.json").write_text(json.dumps(config))
+    write_manifest(mute)
+
+    examples = choose_set(clients, params_for(served_world).eval_set)[0].examples()
+    passages = fetch_passages(clients, examples, HOW.top_k)
+    measured = []
+    for name, folder in (("uncompressed", reference), ("int8", good), ("mute", mute)):
+        loaded, _ = load_model_folder(folder)
+        answers = answers_of_folder(clients, folder, name, examples, passages, HOW)
+        means = {m: s.mean for m, s in summarize(score_answers(examples, answers, 3)).items()}
+        measured.append(Measured(name, 1000, 1.0, perplexity(loaded, rows), means))
+    baseline, int8, muted = measured
+    assert muted.perplexity == pytest.approx(baseline_ppl)  # the same weights
+    assert int8.perplexity == pytest.approx(baseline_ppl, rel=0.03)
+    assert baseline.answers["empty"] < 0.5 and muted.answers["empty"] == 1.0
+
+    gate = Gate(min_size_reduction=None, max_answer_drop=AnswerGateParams().max_answer_drop)
+    chosen, broken = choose(baseline, [int8, muted], gate)
+    assert chosen == "int8" and broken["int8"] == []
+    assert any(b.startswith("empty 1.000") for b in broken["mute"]), broken["mute"]
+    # Perplexity alone would have let it through.
+    assert choose(baseline, [muted], Gate(min_size_reduction=None))[0] == "mute"
