@@ -140,7 +140,9 @@ def main() -> None:
         root = _common.write_demo_corpus(settings, args.quick)
         _, _, index = _common.ingest_and_embed(settings, root)
         index.close()
-        eval_set = generated_set(settings, None, eval_fraction=0.5, max_questions=200)
+        eval_set = generated_set(
+            settings, None, eval_fraction=0.5, max_questions=200, per_document=8
+        )
         examples = eval_set.examples()
         clients = Clients(settings)
         passages = fetch_passages(clients, examples, K)

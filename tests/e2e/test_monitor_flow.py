@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from drift_world import DAY0, drift_world
 from prefect.client.orchestration import get_client
@@ -64,6 +65,10 @@ def test_drift_emits_the_event_and_publishes_the_report(
         assert (report.status, report.retrain, report.event_emitted) == ("drift", True, True)
         assert {"language", "OOV rate", "prompt embeddings"} <= {c.name for c in report.drifted}
         assert Path(report.html).exists() and report.embedding_html is None  # no t-SNE map
+        # The window's live answers were scored and written back beside the requests.
+        scores = pd.read_parquet(report.scores_path)
+        assert 0 < len(scores) <= report.current_rows and scores["empty"].notna().all()
+        assert {"live groundedness", "live refused"} <= {c.name for c in report.checks}
 
         events = drift_events()
         assert len(events) == 1
