@@ -60,6 +60,7 @@ def choose_set(clients: Clients, params: EvalSetParams) -> tuple[EvalSet, Golden
         params.snapshot_id,
         params.eval_fraction,
         params.max_questions,
+        per_document=params.per_document,
         seed=params.seed,
     )
     _, train, _ = split_snapshot(settings, chosen.snapshot_id, params.eval_fraction)

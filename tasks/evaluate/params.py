@@ -42,9 +42,10 @@ class EvalSetParams(BaseModel):
         None, description="Generate from this ingest snapshot's held-out side; empty = latest."
     )
     eval_fraction: float = Field(
-        0.1, gt=0, lt=1, description="Held-out share: the fine-tuning split's, so no overlap."
+        0.25, gt=0, lt=1, description="Held-out share: the fine-tuning split's, so no overlap."
     )
     max_questions: int = Field(200, ge=1, description="At most this many generated questions.")
+    per_document: int = Field(8, ge=1, description="At most this many from one document.")
     seed: int = Field(0, description="Seed of the unanswerable questions' choice.")
 
     @model_validator(mode="after")

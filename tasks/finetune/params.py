@@ -98,7 +98,13 @@ class FinetuneParams(BaseModel):
     use_gpu: bool = Field(False, description="One GPU per worker, bf16 autocast.")
     checkpoint_every: int = Field(20, ge=1, description="Steps between checkpoints.")
     max_failures: int = Field(2, ge=0, description="Worker failures survived by resuming.")
-    eval_fraction: float = Field(0.1, gt=0, lt=1, description="Documents held out for eval.")
+    eval_fraction: float = Field(
+        0.25,
+        gt=0,
+        lt=1,
+        description="Documents held out for evaluation (their perplexity and the questions the "
+        "gates ask: about a quarter of the demo corpus gives a hundred).",
+    )
     snapshot_id: str | None = Field(None, description="Ingest snapshot; empty = the latest.")
     memory_budget_gib: float | None = Field(
         None, description="Memory per worker; empty = this machine's available memory."
