@@ -58,10 +58,15 @@ _SENTENCE_END = re.compile(r"(?<=[.!?:])\s+(?=[\"“*(]?[A-Z])")
 _ABBREVIATION = re.compile(
     r"(?:\b(?:e\.g|i\.e|a\.k\.a|etc|vs|cf|resp|approx|Mr|Dr|No)\.|\b[A-Z]\.)$"
 )
+# "A *suite* is a ...", "Heaps are arrays ...", 'The "if" statement is used ...': an optional
+# article, a term of up to five words (an aside in parentheses or a <link> may follow it), then
+# "is a/an/the/used" or "are" and a plural noun (not an adverb such as "always").
 _DEFINITION = re.compile(
-    r"^(?:(?P<article>An?|The)\s+)?(?P<term>[*\"“]?[A-Za-z_][\w.\-]*(?:\s+[\w.\-]+){0,4}?[*\"”]?)"
-    r"(?:\s+\([^)]{1,60}\))?(?:\s+<[^>]{1,80}>)?"
-    r"\s+(?:(?P<verb>is)\s+(?:an?|the|used)\b|(?P<plural>are)\s+(?:an?|the|used|(?!always|also|thus|sometimes|perhaps|less|unless)[a-z]+s)\b)"
+    r"^(?:(?P<article>An?|The)\s+)?"
+    r"(?P<term>[*\"“]?[A-Za-z_][\w.\-]*(?:\s+[\w.\-]+){0,4}?[*\"”]?)"
+    r"(?:\s+\([^)]{1,60}\))?(?:\s+<[^>]{1,80}>)?\s+"
+    r"(?:(?P<verb>is)\s+(?:an?|the|used)\b"
+    r"|(?P<plural>are)\s+(?:an?|the|used|(?!always|also|thus|sometimes|perhaps|less|unless)[a-z]+s)\b)"
 )
 _FUNCTION_WORDS = frozenset(
     [
@@ -89,7 +94,8 @@ _FUNCTION_WORDS = frozenset(
         "at",
         "from",
         "or",
-        "andnote",
+        "and",
+        "note",
     ]
 )
 # "The X statement is ...": a definition that names its subject without its paragraph.
@@ -135,7 +141,6 @@ _VAGUE_TERMS = frozenset(
         "other",
         "one",
         "each",
-        "former",
         "rest",
         "first",
         "second",
@@ -315,11 +320,16 @@ def _lower_first(phrase: str) -> str:
     words = phrase.split()
     # "Dictionary displays" -> "dictionary displays"; keep "JSON", "Python", "With Statement ...".
     title_case = len(words) > 1 and all(w[:1].isupper() for w in words if w[:1].isalpha())
-    if words and words[0] in ("The", "A", "An"):
+    if not words:
+        return ""
+    article = words[0] in ("The", "A", "An")
+    common = (
+        re.fullmatch(r"[A-Z][a-z]+", words[0]) is not None
+        and not title_case
+        and words[0] not in ("Python", "Unicode", "Boolean")
+    )
+    if article or common:
         words[0] = words[0].lower()
-    elif words and re.fullmatch(r"[A-Z][a-z]+", words[0]) and not title_case:
-        if words[0] not in ("Python", "Unicode", "Boolean"):
-            words[0] = words[0].lower()
     return " ".join(words)
 
 
@@ -382,9 +392,10 @@ def questions_from_document(
     doc_id: str, title: str | None, text: str, max_questions: int = 3
 ) -> list[Question]:
     """Up to `max_questions` questions about one document, from its structure: its title, its
-    definitions and its section headings (taken in turn: title, a definition, a heading, the
-    next definition, ...), each answered by one sentence of the document. Deterministic; an
-    empty list when the document has no usable structure."""
+    definitions, its section headings and its documented functions (the kinds taken in turn:
+    the title, a definition, a heading, a function, the next definition, ...), each answered
+    by one sentence of the document. Deterministic; an empty list when the document has no
+    usable structure."""
     if max_questions < 1:
         return []
     blocks = _blocks(text)
@@ -435,8 +446,8 @@ def questions_from_document(
         if not block.signature:
             continue
         name = block.signature
-        if name.count(".") > 1 or ("." not in name and name.startswith("__")):
-            continue  # code in an example, or a method no question could single out
+        if name.count(".") > 1 or ("." not in name and name.startswith("__")) or len(name) < 3:
+            continue  # code in an example ("f()"), or a method no question could single out
         if index + 1 < len(blocks):
             reference = _first_sentence(blocks, index, max_paragraphs=1)
             if reference:

@@ -97,7 +97,7 @@ def _pairs(questions: list[Question]) -> list[tuple[str, str, str]]:
                 (
                     "title",
                     "What are With Statement Context Managers?",
-                    'A *context manager* is an object that defines the runtime context to be '
+                    "A *context manager* is an object that defines the runtime context to be "
                     'established when executing a "with" statement.',
                 ),
                 (
