@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tasks.compress.candidates import compress
-from tasks.compress.params import UNCOMPRESSED, CompressParams, GateParams
+from tasks.compress.params import UNCOMPRESSED, AnswerGateParams, CompressParams, GateParams
 from tasks.finetune.params import FinetuneParams
 from tasks.finetune.trainer import finetune
 from tasks.ingest.documents import ingest_folder
@@ -16,6 +16,10 @@ from tasks.shared.candidates import load_candidate
 from tasks.shared.settings import Settings, get_settings
 
 pytestmark = pytest.mark.integration
+
+# The methods and the perplexity/size gate, on a model trained for seconds with no index to
+# answer from; the answer gate is tests/integration/served/test_evaluate.py's.
+NO_ANSWERS = AnswerGateParams(enabled=False)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +40,7 @@ def tuned(tmp_path_factory: pytest.TempPathFactory, ray_local) -> Iterator[tuple
 
 def test_every_method_is_measured_and_the_smallest_passing_candidate_is_kept(tuned) -> None:
     settings, run_id = tuned
-    report = compress(CompressParams(source_run_id=run_id), settings)
+    report = compress(CompressParams(source_run_id=run_id, answer_gate=NO_ANSWERS), settings)
 
     names = [row.name for row in report.candidates]
     assert names == [
@@ -79,7 +83,12 @@ def test_a_gate_nothing_passes_keeps_the_uncompressed_model_and_says_why(tuned) 
     settings, run_id = tuned
     strict = GateParams(max_perplexity_increase=0.0, min_size_reduction=0.9)
     report = compress(
-        CompressParams(source_run_id=run_id, methods=["bf16", "int8_dynamic"], gate=strict),
+        CompressParams(
+            source_run_id=run_id,
+            methods=["bf16", "int8_dynamic"],
+            gate=strict,
+            answer_gate=NO_ANSWERS,
+        ),
         settings,
     )
     assert report.chosen == UNCOMPRESSED and not report.gate_passed
@@ -91,6 +100,7 @@ def test_a_gate_nothing_passes_keeps_the_uncompressed_model_and_says_why(tuned) 
 def test_recovery_and_distillation_train_through_ray_train(tuned) -> None:
     settings, run_id = tuned
     params = CompressParams(
+        answer_gate=NO_ANSWERS,
         source_run_id=run_id,
         methods=["magnitude", "distill"],
         recovery_steps=4,
