@@ -25,7 +25,7 @@ from tasks.clients.request_log import read_acknowledged
 from tasks.core.canary import CanaryThresholds, VersionStats, canary_weights, decide_step
 from tasks.core.paired import Verdict
 from tasks.core.promotion import CHALLENGER, CHAMPION
-from tasks.core.scorers import Example
+from tasks.core.scorers import Example, summarize
 
 
 def canary_versions(clients: Clients, name: str) -> dict[str, str]:
@@ -152,8 +152,9 @@ def run_step(
         verdict = decide_step(stats["champion"], stats["challenger"], t, last, answers)
         waited = time.monotonic() - started
         if verdict.action == "extend" and rounds.extensions < params.max_extensions:
-            answers = rounds.ask() or answers  # None: no question left, the step ends so
-            if rounds.asked_more:
+            more = rounds.ask()
+            if more is not None:  # None: no question left, the step ends as it is
+                answers = more
                 continue
         if verdict.action != "wait" or waited > params.max_wait_s:
             break
@@ -199,7 +200,7 @@ class PinnedRounds:
         self.clients, self.params, self.versions = clients, params, versions
         self.pinned = list(pinned) if params.answer_check else []
         self.scores: dict[str, list] = {"champion": [], "challenger": []}
-        self.asked, self.rounds, self.reasons, self.asked_more = 0, 0, [], False
+        self.asked, self.rounds, self.reasons = 0, 0, []
 
     @property
     def extensions(self) -> int:
@@ -208,7 +209,6 @@ class PinnedRounds:
     def ask(self) -> Verdict | None:
         """Ask the next round; the verdict over every round so far (None: nothing to ask)."""
         batch = self.pinned[self.asked : self.asked + self.params.pinned_questions]
-        self.asked_more = bool(batch)
         if not batch:
             return None
         for role, rows in answer_pinned(self.clients, self.params, self.versions, batch).items():
@@ -219,8 +219,8 @@ class PinnedRounds:
         return verdict
 
     def mean(self, role: str, metric: str) -> float | None:
-        values = [v for row in self.scores[role] if (v := row.get(metric)) is not None]
-        return sum(values) / len(values) if values else None
+        found = summarize(self.scores[role]).get(metric)
+        return found.mean if found else None
 
 
 def conclude(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.core.scorers import METRICS, Answer, Example, MetricSummary, score, summarize
+from tasks.core.scorers import METRICS, Answer, Example, MetricSummary, score
 
 
 def score_answers(
@@ -139,7 +139,3 @@ def genai_scorers(k: int) -> list[Any]:
         return scorer(name=metric)(run)
 
     return [make(metric) for metric in METRICS]
-
-
-def summaries_of(scores: Sequence[dict[str, float | None]]) -> dict[str, MetricSummary]:
-    return summarize(scores)
