@@ -4,7 +4,6 @@ operational checks; live answers sampled from the step's traffic are scored for 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import pandas as pd
@@ -12,7 +11,7 @@ import pandas as pd
 from tasks.canary.params import CanaryParams
 from tasks.clients import Clients
 from tasks.core.paired import Verdict
-from tasks.core.scorers import Example, groundedness, is_refusal
+from tasks.core.scorers import Example, live_scores
 from tasks.evaluate.answer import answer_with_endpoint
 from tasks.evaluate.compare import compare_scores
 from tasks.evaluate.evaluation import choose_set
@@ -78,10 +77,8 @@ def live_groundedness(
         for prompt, response, sources in zip(
             rows["prompt"], rows["response"], rows["sources"], strict=True
         ):
-            passages = [s.get("text", "") for s in json.loads(sources or "[]")]
-            if prompt in pinned or not passages or is_refusal(response):
-                continue
-            if (value := groundedness(response, passages)) is not None:
+            value = live_scores(response, sources, miss_score=0.0)["groundedness"]
+            if prompt not in pinned and value is not None:
                 values.append(value)
         out[role] = sum(values) / len(values) if values else None
     return out

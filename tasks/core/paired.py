@@ -88,6 +88,7 @@ def compare_paired(
     seed: int = 0,
     min_samples: int = 20,
     margin: float = 0.0,
+    sides: tuple[str, str] = ("challenger", "champion"),
 ) -> Comparison:
     """Compare one metric over the same questions, position i of each sequence being question i.
 
@@ -96,6 +97,7 @@ def compare_paired(
     bootstrap of the mean difference: better when it lies wholly beyond `margin` in the good
     direction (up, or down for a lower-is-better metric such as latency), worse when wholly
     beyond it in the bad direction, inconclusive otherwise (identical pairs give [0, 0]).
+    `sides` names the two in the reason ("candidate" against "base", say).
     """
     if len(challenger) != len(champion):
         raise ValueError(
@@ -122,7 +124,7 @@ def compare_paired(
     mean_ours, mean_theirs = float(ours.mean()), float(theirs.mean())
     difference = float(diffs.mean())
     said = (
-        f"{metric}: challenger {mean_ours:.4g} vs champion {mean_theirs:.4g}, "
+        f"{metric}: {sides[0]} {mean_ours:.4g} vs {sides[1]} {mean_theirs:.4g}, "
         f"difference {difference:+.4g}"
     )
     if n < min_samples:

@@ -7,8 +7,9 @@ that ...") and the sentence that introduces each section give question and answe
 - "definition": "What is a context manager?" -> the sentence that defines it;
 - "heading": 'What does the section "Basic customization" describe?' -> the sentence that
   opens that section;
-- "api": "What does heappush() do?" -> the sentence that opens the documentation under a
-  function's or class's signature line.
+- "api": "What does heapq.heappush() do?" -> the sentence that opens the documentation under a
+  function's or class's signature line. The name is qualified by its module and class, since a
+  bare name ("register()", "clear()") is shared by many documents and says nothing about which.
 
 References are sentences of the document itself (whitespace collapsed, otherwise verbatim), so
 every question is answerable from one passage that holds its sentence. Code, grammar rules,
@@ -19,6 +20,7 @@ taught to give. Everything here is deterministic (the unanswerables are drawn wi
 
 from __future__ import annotations
 
+import builtins
 import random
 import re
 from collections.abc import Collection, Iterator
@@ -379,6 +381,27 @@ def _heading_question(heading: str) -> str:
     return f'What does the section "{heading}" describe?'
 
 
+# Names every document may call in an example ("len(d)", "print()"); exit/quit come from site.
+_BUILTIN_NAMES = frozenset(dir(builtins)) | {"exit", "quit"}
+_FIRST_PARAMETER = re.compile(r"\(\s*(\w+)")
+
+
+def _api_name(signature: str, name: str, module: str, owner: str) -> str | None:
+    """The name a question about this signature should use, so that it singles out its
+    document: "heapq.heappush", "pathlib.Path.glob", "dict.clear". None for a builtin used in
+    an example of a document that is not a module's page ("list(d)" under dict)."""
+    if "." in name:
+        return name  # already qualified: "object.__exit__", "str.capitalize", "pdb.run"
+    is_class = signature.startswith("class ")
+    first = _FIRST_PARAMETER.search(signature)
+    method = first is not None and first.group(1) in ("self", "cls")
+    if not module and not is_class and name in _BUILTIN_NAMES:
+        return None
+    if owner and not is_class and (method or not module):
+        name = f"{owner}.{name}"
+    return f"{module}.{name}" if module else name
+
+
 def _api_question(signature: str, name: str) -> str:
     if signature.startswith("class "):
         return f"What is the {name} class?"
@@ -442,16 +465,22 @@ def questions_from_document(
             if reference:
                 add("heading", _heading_question(block.text), reference)
 
+    page = _TITLE_PREFIX.match((title or "").strip())
+    module = page.group(2) if page and page.group(1) != "class" else ""
+    owner = ""  # the class whose methods follow, until the next class
     for index, block in enumerate(blocks):
         if not block.signature:
             continue
         name = block.signature
+        if block.text.startswith("class "):
+            owner = name
         if name.count(".") > 1 or ("." not in name and name.startswith("__")) or len(name) < 3:
             continue  # code in an example ("f()"), or a method no question could single out
-        if index + 1 < len(blocks):
+        qualified = _api_name(block.text, name, module, owner)
+        if qualified and index + 1 < len(blocks):
             reference = _first_sentence(blocks, index, max_paragraphs=1)
             if reference:
-                add("api", _api_question(block.text, block.signature), reference)
+                add("api", _api_question(block.text, qualified), reference)
 
     chosen: list[Question] = []
     queues = [list(by_kind[kind]) for kind in KINDS]

@@ -9,6 +9,7 @@ metric None where it does not apply, so a mean never mixes in a made-up zero.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -284,3 +285,21 @@ def summarize(rows: Sequence[Mapping[str, float | None]]) -> dict[str, MetricSum
         mean = math.fsum(values) / len(values) if values else None
         summary[name] = MetricSummary(mean=mean, n=len(values), missing=len(rows) - len(values))
     return summary
+
+
+def live_scores(answer: str, sources: str | None, miss_score: float) -> dict[str, float | None]:
+    """The reference-free scores of one served answer, from the request log's `sources` (the
+    JSON list of hits it was given, each with its `text` and `score`): groundedness (None for a
+    refusal or without passages), refused, empty, and a retrieval miss when no hit scored at
+    least `miss_score` (None without hits)."""
+    hits = json.loads(sources or "[]")
+    passages = [h.get("text", "") for h in hits]
+    refused = is_refusal(answer)
+    return {
+        "groundedness": None if refused or not any(passages) else groundedness(answer, passages),
+        "refused": float(refused),
+        "empty": float(is_empty(answer)),
+        "retrieval_miss": None
+        if not hits
+        else float(max(h.get("score", 0.0) for h in hits) < miss_score),
+    }

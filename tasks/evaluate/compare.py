@@ -59,6 +59,7 @@ def compare_scores(
             confidence=contract.confidence,
             resamples=contract.resamples,
             min_samples=contract.min_samples,
+            sides=("challenger", against),
         )
         for metric in dict.fromkeys([contract.primary, *contract.guards])
     }

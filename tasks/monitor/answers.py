@@ -9,7 +9,6 @@ have them; a significant drop here raises the same retraining event as drift.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from datetime import datetime
@@ -18,27 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.core.paired import Verdict, compare_independent
-from tasks.core.scorers import groundedness, is_empty, is_refusal
+from tasks.core.scorers import live_scores
 from tasks.monitor.params import CheckRow, MonitorReport, OnlineEvalParams
 from tasks.monitor.windows import sample_rows
 
 SCORES_DIR = "_scores"
 # metric -> higher is better
 LIVE_METRICS = {"groundedness": True, "refused": False, "empty": False, "retrieval_miss": False}
-
-
-def _live_row(response: str, sources: str | None, miss_score: float) -> dict[str, float | None]:
-    hits = json.loads(sources or "[]")
-    passages = [h.get("text", "") for h in hits]
-    refused = is_refusal(response)
-    return {
-        "groundedness": None if refused or not any(passages) else groundedness(response, passages),
-        "refused": float(refused),
-        "empty": float(is_empty(response)),
-        "retrieval_miss": None
-        if not hits
-        else float(max(h.get("score", 0.0) for h in hits) < miss_score),
-    }
 
 
 def score_live(frame: pd.DataFrame, size: int, seed: int, miss_score: float) -> pd.DataFrame:
@@ -50,7 +35,7 @@ def score_live(frame: pd.DataFrame, size: int, seed: int, miss_score: float) -> 
             "request_id": r.request_id,
             "at": r.at,
             "version": r.version,
-            **_live_row(r.response, r.sources, miss_score),
+            **live_scores(r.response, r.sources, miss_score),
         }
         for r in picked.itertuples(index=False)
     ]

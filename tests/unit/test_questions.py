@@ -118,12 +118,12 @@ def _pairs(questions: list[Question]) -> list[tuple[str, str, str]]:
                 ),
                 (
                     "api",
-                    "What does heappush() do?",
+                    "What does heapq.heappush() do?",
                     "Push item onto heap, maintaining the heap invariant.",
                 ),
                 (
                     "api",
-                    "What does heappop() do?",
+                    "What does heapq.heappop() do?",
                     "Pop the smallest item off the heap, maintaining the heap invariant.",
                 ),
             ],
@@ -251,3 +251,64 @@ def test_unanswerable_questions_are_capped_by_what_is_left() -> None:
     assert unanswerable_questions(set(), 0) == []
     with pytest.raises(ValueError, match="n must be >= 0"):
         unanswerable_questions(set(), -1)
+
+
+MAPPING_TOPIC = """Mapping Types
+*************
+
+class dict(**kwargs)
+
+Return a new dictionary initialized from an optional positional argument.
+
+list(d)
+
+Return a list of all the keys used in the dictionary d, in their order.
+
+clear()
+
+Remove all items from the dictionary, leaving it empty for the next use.
+"""
+
+PATH_MODULE = """Python: module pathlib
+
+class Path(PurePath)
+
+PurePath subclass that can make system calls on the files it names.
+
+glob(self, pattern)
+
+Iterate over this subtree and yield all existing files of any kind matching the pattern.
+
+def_function(path)
+
+Return the path of the function named by this module for its callers here.
+"""
+
+
+@pytest.mark.parametrize(
+    ("title", "text", "expected"),
+    [
+        (
+            "typesmapping",
+            MAPPING_TOPIC,
+            ["What is the dict class?", "What does dict.clear() do?"],
+        ),
+        (
+            "Python: module pathlib",
+            PATH_MODULE,
+            [
+                "What is the pathlib.Path class?",
+                "What does pathlib.Path.glob() do?",
+                "What does pathlib.def_function() do?",
+            ],
+        ),
+    ],
+    ids=["topic-methods-under-their-class", "module-functions-and-methods"],
+)
+def test_api_questions_name_the_module_and_class(
+    title: str, text: str, expected: list[str]
+) -> None:
+    """A bare name ("clear()") is shared by many documents: the question names its module and
+    class; a builtin used in an example ("list(d)") is not asked about."""
+    questions = questions_from_document("d", title, text, max_questions=10)
+    assert [q.question for q in questions if q.kind == "api"] == expected

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -14,6 +15,7 @@ from tasks.core.scorers import (
     groundedness,
     is_empty,
     is_refusal,
+    live_scores,
     ndcg_at_k,
     normalize_tokens,
     recall_at_k,
@@ -378,3 +380,45 @@ def test_summarize_scored_rows() -> None:
     assert got["token_f1"] == MetricSummary(1.0, 1, 2)
     assert got["refusal_correct"] == MetricSummary(1.0, 2, 1)
     assert got["latency_ms"] == MetricSummary(120.0, 3, 0)
+
+
+LIVE_PASSAGE = "The with statement wraps a block with methods defined by a context manager."
+
+
+def hits(*scores: float, text: str = LIVE_PASSAGE) -> str:
+    return json.dumps([{"doc_id": "d", "score": s, "text": text} for s in scores])
+
+
+@pytest.mark.parametrize(
+    ("answer", "sources", "expected"),
+    [
+        (
+            "the with statement wraps a block",
+            hits(0.8, 0.2),
+            {"groundedness": 1.0, "refused": 0.0, "empty": 0.0, "retrieval_miss": 0.0},
+        ),
+        (
+            "pasta is boiled in salted water",
+            hits(0.3),
+            {"groundedness": 0.0, "refused": 0.0, "empty": 0.0, "retrieval_miss": 1.0},
+        ),
+        (
+            REFUSAL,
+            hits(0.8),
+            {"groundedness": None, "refused": 1.0, "empty": 0.0, "retrieval_miss": 0.0},
+        ),
+        (
+            "\n\n",
+            None,
+            {"groundedness": None, "refused": 0.0, "empty": 1.0, "retrieval_miss": None},
+        ),
+        (
+            "the with statement wraps a block",
+            hits(0.9, text=""),
+            {"groundedness": None, "refused": 0.0, "empty": 0.0, "retrieval_miss": 0.0},
+        ),
+    ],
+    ids=["grounded", "ungrounded-and-missed", "refusal", "empty-without-sources", "no-text"],
+)
+def test_live_scores(answer: str, sources: str | None, expected: dict[str, float | None]) -> None:
+    assert live_scores(answer, sources, miss_score=0.5) == expected
