@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from tasks.core.documents import Batch, prepare_batch, quarantine_row, reason_kind
 from tasks.core.iterables import batched
-from tasks.ingest.params import IngestParams, IngestReport
+from tasks.ingest.params import SHOWN_QUARANTINE, IngestParams, IngestReport, QuarantinedRow
 from tasks.ingest.quality import DocumentValidator
 from tasks.ingest.sources import iter_records
 from tasks.shared import lake
@@ -45,6 +45,9 @@ def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> Inges
     members: list[pd.DataFrame] = []
     read = accepted = quarantined = new = 0
     reasons: Counter[str] = Counter()
+    # Kept here, not read back from the lake: a re-run's rows are already there (under the
+    # first run's id) and are not written again, so a lookup by this run's id finds none.
+    shown: list[QuarantinedRow] = []
     records = iter_records(root, max_file_bytes=params.max_file_bytes, text_field=params.text_field)
     for chunk in batched(tqdm(records, desc="ingest", unit="doc"), params.batch_size):
         at = datetime.now(UTC)
@@ -56,6 +59,10 @@ def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> Inges
         reasons.update(reason_kind(r) for q in batch.quarantined for r in q["reasons"])
         for q in batch.quarantined:
             q["source_root"] = source_root
+        shown += [
+            QuarantinedRow(source=q["source"], reasons=q["reasons"])
+            for q in batch.quarantined[: SHOWN_QUARANTINE - len(shown)]
+        ]
         lake.append_quarantine(
             settings.quarantine_dir,
             [q for q in batch.quarantined if q["quarantine_id"] not in known_quarantine],
@@ -81,4 +88,5 @@ def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> Inges
         new_documents=new,
         reasons=dict(reasons),
         seconds=round(time.perf_counter() - started, 3),
+        quarantined_rows=shown,
     )

@@ -11,10 +11,15 @@ REQUIRED_COLUMNS = ["doc_id", "source", "text", "n_chars", "utf8_valid", "duplic
 
 
 def document_expectations(min_chars: int, max_chars: int) -> list[gxe.Expectation]:
-    """The rules an accepted document satisfies; `meta.reason` is what a quarantine row says."""
+    """The rules an accepted document satisfies; `meta.reason` is what a quarantine row says,
+    in words rather than the expectation's type (the duplicate rule is a null check on
+    `duplicate_of`, so its type would name the wrong check). `meta.value_of` names a column
+    whose value completes the reason (the source a duplicate repeats)."""
     return [
         gxe.ExpectTableColumnsToMatchSet(
-            column_set=REQUIRED_COLUMNS, exact_match=False, meta={"reason": "required fields"}
+            column_set=REQUIRED_COLUMNS,
+            exact_match=False,
+            meta={"reason": "required fields missing from the batch"},
         ),
         *(
             gxe.ExpectColumnValuesToNotBeNull(column=c, meta={"reason": f"{c} is missing"})
@@ -30,7 +35,8 @@ def document_expectations(min_chars: int, max_chars: int) -> list[gxe.Expectatio
             column="utf8_valid", value_set=[True], meta={"reason": "text is not valid UTF-8"}
         ),
         gxe.ExpectColumnValuesToBeNull(
-            column="duplicate_of", meta={"reason": "duplicate document id (same content)"}
+            column="duplicate_of",
+            meta={"reason": "duplicate document: same content as", "value_of": "duplicate_of"},
         ),
     ]
 
@@ -51,7 +57,7 @@ class DocumentValidator:
         self._suite = context.suites.add(suite)
 
     def failures(self, frame: pd.DataFrame) -> dict[int, list[str]]:
-        """Map each failing row's position to the expectations it broke."""
+        """Map each failing row's position to the reasons of the expectations it broke."""
         if frame.empty:
             return {}
         frame = frame.reset_index(drop=True)
@@ -63,9 +69,11 @@ class DocumentValidator:
                 raise RuntimeError(f"expectation errored: {r.exception_info['exception_message']}")
             if r.success:
                 continue
-            config = r.expectation_config
-            reason = f"{config.type}: {config.meta['reason']}"
+            meta = r.expectation_config.meta
             rows = r.result.get("unexpected_index_list")
             for i in rows if rows is not None else range(len(frame)):
+                reason = meta["reason"]
+                if meta.get("value_of") in frame.columns:
+                    reason = f"{reason} {frame.at[int(i), meta['value_of']]}"
                 failed.setdefault(int(i), []).append(reason)
         return failed

@@ -10,7 +10,6 @@ from prefect.artifacts import create_markdown_artifact
 from tasks.ingest.demo_corpus import write_python_docs
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams, IngestReport
-from tasks.shared import lake
 from tasks.shared.caching import ingest_key, stage_task
 from tasks.shared.settings import get_settings
 
@@ -34,19 +33,4 @@ def ingest_source(root: Path, params: IngestParams) -> IngestReport:
 
 @task
 def publish_ingest_report(report: IngestReport) -> None:
-    quarantine = lake.read_quarantine(get_settings().quarantine_dir, report.run_id).head(50)
-    rows = "\n".join(f"| `{q.source}` | {'; '.join(q.reasons)} |" for q in quarantine.itertuples())
-    markdown = (
-        f"# Ingest {report.run_id}\n\n"
-        f"Source: `{report.source_root}`  \nSnapshot: `{report.snapshot_id}`\n\n"
-        "| read | accepted | quarantined | new documents | seconds | docs/s |\n"
-        "|---:|---:|---:|---:|---:|---:|\n"
-        f"| {report.read} | {report.accepted} | {report.quarantined} | {report.new_documents} "
-        f"| {report.seconds} | {report.read / max(report.seconds, 1e-9):.1f} |\n\n"
-        f"read = accepted + quarantined: **{report.reconciles}**\n\n"
-        "## Quarantine reasons\n\n| reason | rows |\n|---|---:|\n"
-        + "".join(f"| {k} | {n} |\n" for k, n in sorted(report.reasons.items()))
-        + "\n## Quarantined rows (first 50 of this run)\n\n| source | reasons |\n|---|---|\n"
-        + rows
-    )
-    create_markdown_artifact(markdown, key="ingest-report", description="Ingest counts")
+    create_markdown_artifact(report.markdown(), key="ingest-report", description="Ingest counts")

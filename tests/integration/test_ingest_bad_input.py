@@ -67,7 +67,8 @@ def test_messy_folder_completes_and_every_file_is_accounted_for(
         assert any(s.split("#")[0] == path.name for s in seen), f"{path.name} vanished"
 
     reasons = {q.source: " | ".join(q.reasons) for q in quarantine.itertuples()}
-    assert "duplicate" in reasons["good_copy.txt"]
+    assert reasons["good_copy.txt"] == "duplicate document: same content as good.txt"
+    assert report.reasons["duplicate document"] == 1
     assert "length outside 10..2000000" in reasons["empty.txt"]
     assert "binary file" in reasons["image.txt"]
     assert "unsupported file type: '.png'" in reasons["photo.png"]
@@ -99,6 +100,12 @@ def test_reingesting_the_same_content_is_a_no_op(tmp_path: Path, settings: Setti
     assert len(lake.read_quarantine(settings.quarantine_dir)) == 10  # no copies of old rows
     assert len(lake.read_quarantine(settings.quarantine_dir, first.run_id)) == 10
     assert len(lake.read_quarantine(settings.quarantine_dir, second.run_id)) == 0
+    # The lake has none of the re-run's rows under its id; its report still lists them all.
+    assert [q.source for q in second.quarantined_rows] == [q.source for q in first.quarantined_rows]
+    assert len(second.quarantined_rows) == 10
+    assert "| `good_copy.txt` | duplicate document: same content as good.txt |" in (
+        second.markdown()
+    )
 
 
 def test_a_missing_folder_is_a_clear_error(tmp_path: Path, settings: Settings) -> None:

@@ -25,17 +25,13 @@ def test_planted_bad_rows_fail_exactly_their_expectations() -> None:
         )
     )
     assert 0 not in failures
-    assert failures[1] == [
-        "expect_column_value_lengths_to_be_between: text length outside 5..40 characters"
-    ]
+    assert failures[1] == ["text length outside 5..40 characters"]
     assert failures[2] == failures[1]
-    assert failures[3] == [
-        "expect_column_values_to_not_be_null: doc_id is missing",
-        "expect_column_values_to_not_be_null: text is missing",
-    ]
-    assert failures[4] == ["expect_column_values_to_be_in_set: text is not valid UTF-8"]
-    assert failures[5] == ["expect_column_values_to_be_null: duplicate document id (same content)"]
-    assert failures[6] == ["expect_column_values_to_not_be_null: source is missing"]
+    assert failures[3] == ["doc_id is missing", "text is missing"]
+    assert failures[4] == ["text is not valid UTF-8"]
+    # Named as a duplicate, of which source; not as the null check on `duplicate_of` it is.
+    assert failures[5] == ["duplicate document: same content as good.txt"]
+    assert failures[6] == ["source is missing"]
 
 
 def test_a_batch_without_required_columns_fails_every_row() -> None:

@@ -46,7 +46,8 @@ def test_quarantine_ids_are_stable_across_runs() -> None:
 
 
 def test_reasons_count_by_rule_or_by_kind_of_read_problem() -> None:
-    rule = "expect_column_values_to_be_null: duplicate document id (same content)"
+    rule = "text length outside 20..2000000 characters"
     assert reason_kind(rule) == rule
+    assert reason_kind("duplicate document: same content as a.txt") == "duplicate document"
     assert reason_kind("too large: file is 25000 bytes, over the 10000 limit") == "too large"
     assert reason_kind("unreadable parquet: after 0 rows: bad footer") == "unreadable parquet"
