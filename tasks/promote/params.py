@@ -8,7 +8,7 @@ from datetime import datetime
 from prefect.input import RunInput
 from pydantic import BaseModel, Field, model_validator
 
-from tasks.clients.registry import MODEL_NAME, AliasChange
+from tasks.clients.registry import MODEL_NAME, NONE, AliasChange
 from tasks.compress.params import UNCOMPRESSED, CompressReport
 from tasks.core.paired import Verdict
 from tasks.core.promotion import REGISTERED_MODEL
@@ -175,9 +175,13 @@ class Evaluation(BaseModel):
         return scores
 
     def markdown(self) -> str:
-        rows = "\n".join(
-            f"| {k} | {self.metrics()[k]:.4f} |" for k in SCORE_COLUMNS if k in self.metrics()
-        )
+        names = {
+            "candidate_bpb": f"candidate v{self.version}",
+            "base_bpb": "base model",
+            "champion_bpb": f"champion v{self.champion_version}",
+        }
+        scores = self.metrics()
+        rows = "\n".join(f"| {names[k]} | {scores[k]:.4f} |" for k in SCORE_COLUMNS if k in scores)
         return (
             f"Bits per byte on {self.texts} held-out documents ({self.utf8_bytes} bytes) of "
             f"snapshot `{self.snapshot_id}`, lower is better:\n\n"
@@ -217,6 +221,34 @@ class PromoteReport(BaseModel):
     reasons: list[str]
     approval: Approval | None = None
     changes: list[AliasChange] = Field(default_factory=list, description="Alias changes made.")
+
+    @property
+    def verdict(self) -> str:
+        if self.promoted:
+            return "promoted to champion"
+        return (
+            "challenger, for a canary rollout to decide" if self.canary_pending else "not promoted"
+        )
+
+    def aliases_line(self) -> str:
+        """Who holds each alias now, and the champion this version was registered over."""
+        parent = _version(self.parent_version, "none (no champion when it was registered)")
+        return (
+            f"Champion now: {_version(self.champion)}; challenger: {_version(self.challenger)}; "
+            f"parent: {parent}"
+        )
+
+    def markdown(self) -> str:
+        reasons = "\n".join(f"- {r}" for r in self.reasons)
+        return (
+            f"# {self.model_name} v{self.version}: {self.verdict}\n\n{self.aliases_line()}\n\n"
+            f"{self.evaluation.markdown()}\n## Reasons\n\n{reasons}\n"
+        )
+
+
+def _version(version: str | None, missing: str = "none") -> str:
+    # The registry writes a missing holder as NONE; "vnone" would read as a version's name.
+    return missing if version in (None, "", NONE) else f"v{version}"
 
 
 def history_rows(changes: list[AliasChange]) -> list[dict[str, object]]:

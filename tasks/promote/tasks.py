@@ -9,7 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.clients import Clients
-from tasks.clients.registry import NONE, AliasChange
+from tasks.clients.registry import AliasChange
 from tasks.promote.answers import evaluate_answers
 from tasks.promote.params import (
     Approval,
@@ -99,13 +99,8 @@ def publish_alias_history(name: str) -> list[AliasChange]:
 
 @task
 def publish_promotion_report(report: PromoteReport) -> None:
-    reasons = "\n".join(f"- {r}" for r in report.reasons)
-    verdict = "promoted to champion" if report.promoted else "not promoted"
     create_markdown_artifact(
-        f"# {report.model_name} v{report.version}: {verdict}\n\n"
-        f"Champion now: v{report.champion or NONE}; challenger: v{report.challenger or NONE}; "
-        f"parent: v{report.parent_version}\n\n{report.evaluation.markdown()}\n"
-        f"## Reasons\n\n{reasons}\n",
+        report.markdown(),
         key="promotion-report",
-        description=f"{report.model_name} v{report.version}: {verdict}",
+        description=f"{report.model_name} v{report.version}: {report.verdict}",
     )
