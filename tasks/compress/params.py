@@ -57,30 +57,51 @@ class CompressReport(BaseModel):
         return self.chosen != UNCOMPRESSED
 
 
+ANSWER_COLUMNS = {"token_f1": "token F1", "groundedness": "grounded", "empty": "empty"}
+
+
 def comparison_markdown(report: CompressReport) -> str:
-    """One row per candidate against the uncompressed model, and why each failed the gate."""
+    """One short row per candidate against the uncompressed model, the gate second so that it
+    stays on screen; why each failed, and the long ids and paths, in lists under the table."""
     base = report.baseline
+    answers = " | ".join(ANSWER_COLUMNS.values())
     lines = [
         f"# Compression of run `{report.source_run_id}`",
         "",
         f"Snapshot `{report.snapshot_id}`; MLflow run `{report.run_id}`. **Chosen: "
         f"{report.chosen}**" + ("" if report.gate_passed else " (no candidate passed the gate)"),
         "",
-        "| candidate | weights on disk | size | weights held | ms/token p50 | latency | "
-        "tokens/s | perplexity | change | token F1 | grounded | gate |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| candidate | gate | size | ms/token p50 | perplexity | {answers} | weights held |",
+        "|---|---|---:|---:|---:|" + "---:|" * len(ANSWER_COLUMNS) + "---:|",
     ]
     for row in [base, *report.candidates]:
-        verdict = "baseline" if row is base else "; ".join(row.broken) or "passes"
         lines.append(
-            f"| {row.name} | {row.size_bytes / 2**20:.2f} MiB | "
-            f"x{row.size_bytes / base.size_bytes:.2f} | {row.parameters:,} | "
-            f"{row.latency_ms_p50:.2f} | "
-            f"x{row.latency_ms_p50 / base.latency_ms_p50:.2f} | {row.tokens_per_s:.0f} | "
-            f"{row.perplexity:.2f} | {row.perplexity / base.perplexity - 1:+.2%} | "
-            f"{_mean(row, 'token_f1')} | {_mean(row, 'groundedness')} | {verdict} |"
+            f"| {row.name} | {_gate(report, row)} | {row.size_bytes / 2**20:.1f} MiB "
+            f"x{row.size_bytes / base.size_bytes:.2f} | {row.latency_ms_p50:.2f} "
+            f"x{row.latency_ms_p50 / base.latency_ms_p50:.2f} | {row.perplexity:.2f} "
+            f"{row.perplexity / base.perplexity - 1:+.1%} | "
+            + " | ".join(_mean(row, m) for m in ANSWER_COLUMNS)
+            + f" | {_count(row.parameters)} |"
         )
+    lines += ["", "x and % are against the uncompressed model; empty = share of empty answers."]
+    failed = [r for r in report.candidates if r.broken]
+    if failed:
+        lines += ["", "**Why candidates failed the gate**", ""]
+        lines += [f"- {r.name}: {'; '.join(r.broken)}" for r in failed]
+    lines += ["", f"Chosen model's folder: `{report.chosen_row.folder}`"]
     return "\n".join(lines) + "\n"
+
+
+def _gate(report: CompressReport, row: CandidateRow) -> str:
+    if row is report.baseline:
+        return "baseline" + ("" if report.gate_passed else ", chosen")
+    if row.broken:
+        return f"**fail** ({len(row.broken)})"
+    return "pass, chosen" if row.name == report.chosen else "pass"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
 
 def _mean(row: CandidateRow, metric: str) -> str:
