@@ -34,8 +34,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/pip install --quiet -c $(LOCK) -e '.[dev,image]'
 	touch $(STAMP)
 
-nightly: $(STAMP)  ## the nightly pipeline on the embedded defaults (ingest → … → canary)
-	$(BIN)/python -m flows.nightly
+nightly: $(STAMP)  ## the nightly pipeline on the embedded defaults (ingest → … → canary); `make ui` shows its runs
+	$(BIN)/python infra/local/run_nightly.py --host $(HOST) --port $(PORT)
 
 search: $(STAMP)  ## make search Q="how do I define a decorator"
 	$(BIN)/llmops search "$(Q)"

@@ -29,7 +29,7 @@ class NewFlow:
     flow: str
     package: str  # tasks/<flow>/
     test: str
-    deployment: str  # "<flow>/on-demand"
+    deployment: str  # "<flow>/<flow-with-hyphens>": each title in the UI says what it runs
 
 
 def check_name(name: str) -> None:
@@ -132,5 +132,5 @@ def create(root: Path, name: str, kind: str = "stage", description: str = "") ->
         flow=f"flows/{name}.py",
         package=f"tasks/{name}/",
         test=f"tests/unit/test_{name}.py",
-        deployment=f"{name}/on-demand",
+        deployment=f"{name}/{name.replace('_', '-')}",
     )

@@ -252,7 +252,7 @@ def test_fetched_records_read_back_as_documents(tmp_path: Path) -> None:
 '''
 
 DEPLOYMENT = """
-  - name: on-demand
+  - name: $key
     entrypoint: flows/$name.py:$name
     description: $quoted
     tags: [$tags]

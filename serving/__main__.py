@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import threading
 import time
 
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
         f"  try: curl {url}/v1/completions -H 'content-type: application/json' "
         '-d \'{"prompt": "The with statement"}\''
     )
+    # SIGTERM (a service manager, `kill`) stops it the way Ctrl-C does; set after Ray's start,
+    # which installs its own handler.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         threading.Event().wait()  # Serve runs in Ray's processes; this one only holds them
     except KeyboardInterrupt:
@@ -104,7 +108,14 @@ def main(argv: list[str] | None = None) -> None:
                 f"left {args.name!r} running on {settings.ray_address}; "
                 "`serve shutdown` there stops it"
             )
-        # A local Ray, and the app with it, ends with this process.
+            return
+        print("stopping the app …", flush=True)
+        serve.shutdown()  # a local Ray ends with this process; its app first, in order
+        print("stopped", flush=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -73,14 +73,14 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
     automations, ids = deployments.pop("automations"), deployments.pop("ids")
     assert set(deployments) == {
         "nightly_pipeline/nightly",
-        "ingest_documents/on-demand",
-        "embed_documents/on-demand",
-        "finetune_model/on-demand",
-        "compress_model/on-demand",
-        "evaluate_model/on-demand",
-        "promote_model/on-demand",
-        "rollback_model/on-demand",
-        "canary_rollout/on-demand",
+        "ingest_documents/ingest",
+        "embed_documents/embed",
+        "finetune_model/finetune",
+        "compress_model/compress",
+        "evaluate_model/evaluate",
+        "promote_model/promote",
+        "rollback_model/rollback",
+        "canary_rollout/canary",
         "monitor_drift/hourly",
     }
     assert all(d["pool"] == "local-process" for d in deployments.values())

@@ -3,7 +3,13 @@ import json
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowFilter,
+    FlowFilterName,
+)
+from prefect.client.schemas.sorting import FlowRunSort
 from ray import serve
 
 from flows.nightly import NightlyParams, nightly_pipeline
@@ -14,6 +20,7 @@ from tasks.embed.params import EmbedParams
 from tasks.finetune.params import FinetuneParams
 from tasks.ingest.params import IngestParams
 from tasks.promote.params import PromoteParams
+from tasks.shared.reports import export_run_reports
 from tasks.shared.settings import Settings
 
 from worlds import free_port
@@ -36,6 +43,16 @@ async def artifact_keys() -> set[str]:
         keys = ArtifactFilterKey(any_=[*EXPECTED_ARTIFACTS])
         artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=keys))
     return {a.key for a in artifacts}
+
+
+async def latest_nightly_run_id() -> str:
+    async with get_client() as client:
+        [run] = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["nightly_pipeline"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+    return str(run.id)
 
 
 async def summary_table() -> list[dict]:
@@ -69,7 +86,7 @@ def check_costs(report, stages: list[str]) -> None:
 
 
 def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
-    prefect_harness, ray_local, settings: Settings
+    prefect_harness, ray_local, settings: Settings, tmp_path
 ):
     # The pipeline's mechanics (caching, promotion, the canary's takeover) on models trained for
     # seconds: they answer nothing yet, so the answer gates are off here and each one is shown
@@ -90,6 +107,10 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     assert asyncio.run(artifact_keys()) == EXPECTED_ARTIFACTS
     assert report.finetune.snapshot_id == ingest.snapshot_id and report.finetune.steps == 6
     assert f"quarantined {ingest.quarantined}" in report.summary
+    # `make nightly` writes the run's reports (its stages' artifacts) as files
+    folder = export_run_reports(asyncio.run(latest_nightly_run_id()), tmp_path)
+    assert {f"{key}.md" for key in EXPECTED_ARTIFACTS} <= {p.name for p in folder.iterdir()}
+    assert "| stage | metric | value |" in (folder / "nightly-summary.md").read_text()
 
     compressed, promoted = report.compress, report.promote
     assert compressed.source_run_id == report.finetune.run_id

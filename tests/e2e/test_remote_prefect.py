@@ -1,5 +1,5 @@
 """Prefect by URL alone: a worker started against a `prefect server` (not the temporary test
-server) runs the `ingest_documents/on-demand` deployment started from the CLI, no browser. The
+server) runs the `ingest_documents/ingest` deployment started from the CLI, no browser. The
 run's state, artifact and result are read back from the server; bad parameters are refused by
 the server's schema, or fail the run with the reason."""
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
-DEPLOYMENT = "ingest_documents/on-demand"
+DEPLOYMENT = "ingest_documents/ingest"
 
 READ_RUN = """
 import json, sys

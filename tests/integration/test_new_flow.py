@@ -70,7 +70,7 @@ def generated(copy: Path) -> Path:
     for name, kind in NEW.items():
         done = new_flow(copy, name, kind)
         assert done.returncode == 0, done.stderr
-        assert f"prefect.yaml: {name}/on-demand" in done.stdout
+        assert f"prefect.yaml: {name}/{name.replace('_', '-')}" in done.stdout
     return copy
 
 
@@ -102,7 +102,7 @@ def test_deployment_entries_parse_with_the_shared_pool(generated: Path) -> None:
     entries = {d["entrypoint"]: d for d in config["deployments"]}
     for name, kind in NEW.items():
         entry = entries[f"flows/{name}.py:{name}"]
-        assert entry["work_pool"] is pool and entry["name"] == "on-demand"
+        assert entry["work_pool"] is pool and entry["name"] == name.replace("_", "-")
         assert entry["description"] == f"The {kind} {name}: an example."
     before = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
     assert config["deployments"][: len(before)] == before  # appended, nothing else changed

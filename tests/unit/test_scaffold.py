@@ -22,7 +22,7 @@ deployments:
 triggers_later: {}
 """
 ENTRY = """
-  - name: on-demand
+  - name: score-texts
     entrypoint: flows/score_texts.py:score_texts
     description: "Score texts: by length."
     work_pool: *local_process
