@@ -118,8 +118,8 @@ def run(url: str) -> int:
     said = progress.said
     print(f"\nnightly_pipeline: {said.get('nightly_pipeline', f'exited with {code}, see {log}')}")
     if run_id := said.get("flow run"):
-        ui = url if up else f"{url} (after `make ui`)"
-        print(f"  Prefect UI: {ui}/runs/flow-run/{run_id}")
+        after = "" if up else "  (start it with `make ui`)"
+        print(f"  Prefect UI: {url}/runs/flow-run/{run_id}{after}")
     print("  MLflow:     `make mlflow` (runs, models, evaluations)")
     if reports := said.get("reports"):
         print(f"  reports:    {reports}/")

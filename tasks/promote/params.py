@@ -232,11 +232,9 @@ class PromoteReport(BaseModel):
 
     def aliases_line(self) -> str:
         """Who holds each alias now, and the champion this version was registered over."""
-        parent = _version(self.parent_version, "none (no champion when it was registered)")
-        return (
-            f"Champion now: {_version(self.champion)}; challenger: {_version(self.challenger)}; "
-            f"parent: {parent}"
-        )
+        parent = version_name(self.parent_version, "none (no champion when it was registered)")
+        champion, challenger = version_name(self.champion), version_name(self.challenger)
+        return f"Champion now: {champion}; challenger: {challenger}; parent: {parent}"
 
     def markdown(self) -> str:
         reasons = "\n".join(f"- {r}" for r in self.reasons)
@@ -246,7 +244,7 @@ class PromoteReport(BaseModel):
         )
 
 
-def _version(version: str | None, missing: str = "none") -> str:
+def version_name(version: str | None, missing: str = "none") -> str:
     # The registry writes a missing holder as NONE; "vnone" would read as a version's name.
     return missing if version in (None, "", NONE) else f"v{version}"
 

@@ -14,7 +14,7 @@ from tasks.core.cost import MODEL_STAGES, StageUsage, usage_metrics, version_cos
 from tasks.embed.params import EmbedReport
 from tasks.finetune.params import FinetuneReport
 from tasks.ingest.params import IngestReport
-from tasks.promote.params import PromoteReport
+from tasks.promote.params import PromoteReport, version_name
 
 
 def summary_rows(
@@ -172,7 +172,7 @@ def summary_line(
     usage: list[StageUsage] | None = None,
 ) -> str:
     chosen, base = compressed.chosen_row, compressed.baseline
-    verdict = "promoted to champion" if promoted.promoted else "not promoted"
+    verdict = promoted.verdict
     if canary:
         verdict = f"canary against v{canary.champion}: {canary.verdict}"
     champion = canary.champion_now if canary else promoted.champion
@@ -188,7 +188,7 @@ def summary_line(
         f" compressed to {compressed.chosen} (x{chosen.size_bytes / base.size_bytes:.2f} size,"
         f" perplexity {chosen.perplexity / base.perplexity - 1:+.1%}); registered as"
         f" {promoted.model_name} v{promoted.version}, {verdict}"
-        f" (champion: v{champion or 'none'})"
+        f" (champion: {version_name(champion)})"
         f"{_answers_clause(promoted)}"
         f"{_cost_clause(usage or [], promoted.version)}"
     )

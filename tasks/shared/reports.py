@@ -55,8 +55,8 @@ def file_name(key: str | None, kind: str, index: int) -> str:
 
 def export_run_reports(flow_run_id: UUID | str, root: Path) -> Path:
     """Write the artifacts of the flow run `flow_run_id` and of its sub-flow runs (one level:
-    the nightly's stages) to `root/<run name>/`, one markdown file each (the latest of a key
-    wins); that folder."""
+    the nightly's stages) to `root/<run name>-<start time>/`, one markdown file each (the
+    latest of a key wins); that folder."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -80,7 +80,9 @@ def export_run_reports(flow_run_id: UUID | str, root: Path) -> Path:
             ),
             sort=ArtifactSort.UPDATED_DESC,
         )
-    dest = root / _UNSAFE.sub("-", run.name)
+    started = run.start_time or run.expected_start_time
+    stamp = f"-{started:%Y%m%d-%H%M%S}" if started else ""
+    dest = root / f"{_UNSAFE.sub('-', run.name)}{stamp}"
     dest.mkdir(parents=True, exist_ok=True)
     for index, artifact in enumerate(reversed(artifacts)):  # oldest first: the latest wins
         kind = artifact.type or "markdown"
