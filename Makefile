@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 4200
 
-.PHONY: help setup nightly search serve ui test test-unit test-integration test-e2e chromium manpages \
+.PHONY: help setup nightly search serve ui mlflow test test-unit test-integration test-e2e chromium manpages \
 	iproute2 lint format bench feast-apply clean
 
 help:  ## this list
@@ -57,6 +57,10 @@ serve: $(STAMP)  ## serve the champion (and challenger) over HTTP on local Ray u
 
 ui: $(STAMP)  ## Prefect server + UI on http://$(HOST):$(PORT), all deployments, a worker; Ctrl-C stops
 	$(BIN)/python infra/local/run_platform.py --host $(HOST) --port $(PORT)
+
+MLFLOW_PORT ?= 5000
+mlflow: $(STAMP)  ## MLflow UI on the platform's tracking store, http://$(HOST):$(MLFLOW_PORT), on the fine-tuning runs
+	$(BIN)/llmops mlflow --host $(HOST) --port $(MLFLOW_PORT)
 
 # apt-get only when the browser is missing (CI runs `make test` as root on a clean machine).
 chromium:

@@ -9,7 +9,10 @@ import textwrap
 from pathlib import Path
 
 from tasks.clients.embedder import EMBEDDING_MODEL
+from tasks.core.promotion import REGISTERED_MODEL
 from tasks.shared.settings import REPO_ROOT
+
+SERVING_URL = "http://127.0.0.1:8000"  # where `make serve` listens
 
 
 def _search(args: argparse.Namespace) -> None:
@@ -116,6 +119,24 @@ def _golden_approve(args: argparse.Namespace) -> None:
     print(f"approved {args.request_id} by {row['approved_by']} into {settings.golden_path}")
 
 
+def _status(args: argparse.Namespace) -> None:
+    import json
+
+    from llmops.status import gather
+    from llmops.status_view import render
+    from tasks.shared.settings import get_settings
+
+    status = gather(get_settings(), args.model, args.serving_url, args.index_wait)
+    print(json.dumps(status, indent=2) if args.json else render(status))
+
+
+def _mlflow(args: argparse.Namespace) -> None:
+    from llmops.mlflow_ui import open_ui
+    from tasks.shared.settings import get_settings
+
+    open_ui(get_settings(), args.host, args.port)
+
+
 def _count(text: str) -> int:
     """A count written as 7e9, 7_000_000_000 or 7000000000."""
     value = float(text.replace("_", ""))
@@ -181,6 +202,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("request_id")
     p.add_argument("--by", help="who approves (default: your login name)")
     p.set_defaults(run=_golden_approve)
+    p = commands.add_parser(
+        "status", help="champion and challenger, what serves, last runs, index and quarantine"
+    )
+    p.add_argument("--model", default=REGISTERED_MODEL, help="registered model name")
+    p.add_argument(
+        "--serving-url", default=SERVING_URL, help="the serving app (Serve's HTTP proxy)"
+    )
+    p.add_argument(
+        "--index-wait", type=float, default=10, help="seconds to wait for a busy Milvus Lite file"
+    )
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(run=_status)
+    p = commands.add_parser("mlflow", help="the MLflow UI on the platform's tracking store")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(run=_mlflow)
     args = parser.parse_args(argv)
     try:
         args.run(args)
