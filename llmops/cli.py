@@ -16,11 +16,22 @@ SERVING_URL = "http://127.0.0.1:8000"  # where `make serve` listens
 
 
 def _search(args: argparse.Namespace) -> None:
-    from tasks.clients.retrieval import search
+    if args.cold:  # everything loaded in this process, as a script would
+        from tasks.clients.retrieval import search
 
-    for hit in search(args.query, args.top_k, args.model):
-        snippet = textwrap.shorten(hit.text, width=args.width, placeholder=" …")
-        print(f"{hit.rank:>2}. score {hit.score:.3f}  {hit.source}  (doc {hit.doc_id[:12]})")
+        hits = [hit.model_dump() for hit in search(args.query, args.top_k, args.model)]
+    else:
+        from llmops.search_service import SearchUnavailable, ask
+        from tasks.shared.settings import get_settings
+
+        try:
+            hits = ask(get_settings().home, args.query, args.top_k, args.model, args.idle_s)
+        except SearchUnavailable as e:
+            raise LookupError(f"{e} (`llmops search --cold` searches in this process)") from None
+    for hit in hits:
+        snippet = textwrap.shorten(hit["text"], width=args.width, placeholder=" …")
+        doc = hit["doc_id"][:12]
+        print(f"{hit['rank']:>2}. score {hit['score']:.3f}  {hit['source']}  (doc {doc})")
         print(textwrap.indent(snippet, "    "))
 
 
@@ -156,6 +167,13 @@ def main(argv: list[str] | None = None) -> None:
         "--model", default=EMBEDDING_MODEL, help="the model the chunks were embedded with"
     )
     p.add_argument("--width", type=int, default=300, help="characters of each chunk to show")
+    p.add_argument(
+        "--idle-s",
+        type=float,
+        default=600,
+        help="the warm search process the first question starts exits after this long idle",
+    )
+    p.add_argument("--cold", action="store_true", help="search in this process, no warm one")
     p.set_defaults(run=_search)
     p = commands.add_parser(
         "new-flow", help="a new stage or ingestion source: flow, task module, test, deployment"

@@ -6,7 +6,7 @@ import json
 import time
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.canary.params import CanaryOutcome
 from tasks.compress.params import CompressReport
@@ -15,6 +15,13 @@ from tasks.embed.params import EmbedReport
 from tasks.finetune.params import FinetuneReport
 from tasks.ingest.params import IngestReport
 from tasks.promote.params import PromoteReport, version_name
+from tasks.promote.summary_page import (
+    model_scores,
+    stage_outcomes,
+    stage_table,
+    summary_figure,
+    summary_markdown,
+)
 
 
 def summary_rows(
@@ -219,7 +226,14 @@ def publish_pipeline_summary(
 ) -> str:
     reports = (ingest, embed, tuned, compressed, promoted, canary, usage)
     line = summary_line(*reports)
-    create_table_artifact(summary_rows(*reports), key="nightly-summary", description=line)
+    outcomes = stage_outcomes(ingest, embed, tuned, compressed, promoted, canary)
+    figure = summary_figure(usage or [], model_scores(promoted))
+    create_markdown_artifact(
+        summary_markdown(line, figure, stage_table(outcomes, usage or [])),
+        key="nightly-summary",
+        description="What each stage did, its time and cost, and the model's scores",
+    )
+    create_table_artifact(summary_rows(*reports), key="nightly-details", description=line)
     return line
 
 

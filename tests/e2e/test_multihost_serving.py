@@ -121,9 +121,9 @@ def served(ray_hosts: Cluster) -> Iterator[Served]:
         finally:
             process.send_signal(signal.SIGINT)  # what Ctrl-C does: the app stays on the cluster
             try:
-                process.wait(timeout=60)
+                process.wait(timeout=10)
             except subprocess.TimeoutExpired:  # the ray:// client's exit can wait on the head
-                process.kill()
+                process.kill()  # for a minute: nothing is left to tidy, the app is shut down below
                 process.wait()
             code = SHUTDOWN.format(address=c.ray_client_address)
             c.run("client", [sys.executable, "-c", code], c.env(), 120)

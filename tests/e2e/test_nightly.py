@@ -34,6 +34,7 @@ EXPECTED_ARTIFACTS = {
     "compress-report",
     "promotion-report",
     "nightly-summary",
+    "nightly-details",
 }
 TOPICS = ["try", "with", "for", "while", "function", "class", "import", "lambda", "if"]
 
@@ -56,9 +57,9 @@ async def latest_nightly_run_id() -> str:
 
 
 async def summary_table() -> list[dict]:
-    """The rows of the latest `nightly-summary` table artifact, as the UI shows them."""
+    """The rows of the latest `nightly-details` table artifact, as the UI shows them."""
     async with get_client() as client:
-        keys = ArtifactFilterKey(any_=["nightly-summary"])
+        keys = ArtifactFilterKey(any_=["nightly-details"])
         found = await client.read_latest_artifacts(artifact_filter=ArtifactFilter(key=keys))
     data = found[0].data
     return json.loads(data) if isinstance(data, str) else data
@@ -110,7 +111,11 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
     # `make nightly` writes the run's reports (its stages' artifacts) as files
     folder = export_run_reports(asyncio.run(latest_nightly_run_id()), tmp_path)
     assert {f"{key}.md" for key in EXPECTED_ARTIFACTS} <= {p.name for p in folder.iterdir()}
-    assert "| stage | metric | value |" in (folder / "nightly-summary.md").read_text()
+    summary = (folder / "nightly-summary.md").read_text()
+    assert summary.index("![time, cost and scores](data:image/png;base64,") < summary.index(
+        "| stage | outcome | wall s | cost USD |"
+    )
+    assert "| stage | metric | value |" in (folder / "nightly-details.md").read_text()
 
     compressed, promoted = report.compress, report.promote
     assert compressed.source_run_id == report.finetune.run_id
