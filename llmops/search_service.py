@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -178,6 +179,10 @@ def serve(home: Path, idle_s: float) -> None:
         print(f"search: idle for {idle_s:.0f} s, exiting", flush=True)
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _owner(path: Path) -> int | None:
     try:
         return int(json.loads(path.read_text())["pid"])
@@ -192,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--idle-s", type=float, default=IDLE_S, help="exit after this long idle")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    signal.signal(signal.SIGTERM, _stop)  # `kill` tidies up like the idle exit
     serve(get_settings().home, args.idle_s)
 
 
