@@ -102,9 +102,7 @@ def run(quick: bool, steps: int | None) -> dict[str, Any]:
     from tasks.shared.settings import get_settings
 
     params = nightly_params(quick, steps)
-    broken = params.model_copy(
-        update={"compress": CompressParams(methods=["distill"], student_layers=99)}
-    )
+    broken = params.with_stages(compress=CompressParams(methods=["distill"], student_layers=99))
     ensure_ray(get_settings())  # ~5 s, once per process: part of no run
     with prefect_test_harness(server_startup_timeout=120):
         flow(lambda: None, name="warm-up")()  # server, client and database warm

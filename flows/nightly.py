@@ -7,31 +7,17 @@ from flows.embed import embed_documents
 from flows.finetune import finetune_model
 from flows.ingest import ingest_documents
 from flows.promote import promote_model
-from tasks.canary.params import CanaryOutcome, CanaryParams
-from tasks.compress.params import CompressParams, CompressReport
+from tasks.canary.params import CanaryOutcome
+from tasks.compress.params import CompressReport
 from tasks.core.cost import StageUsage
-from tasks.embed.params import EmbedParams, EmbedReport
-from tasks.finetune.params import FinetuneParams, FinetuneReport
-from tasks.ingest.params import IngestParams, IngestReport
-from tasks.promote.params import PromoteParams, PromoteReport
+from tasks.embed.params import EmbedReport
+from tasks.finetune.params import FinetuneReport
+from tasks.ingest.params import IngestReport
+from tasks.nightly.params import NightlyParams
+from tasks.promote.params import PromoteReport
 from tasks.promote.summary import publish_pipeline_summary, record_costs
 from tasks.shared.run_names import nightly_run_name
 from tasks.shared.usage import StageMeter
-
-
-class NightlyParams(BaseModel):
-    """Each stage's parameters; the defaults are the embedded nightly run."""
-
-    ingest: IngestParams = Field(default_factory=IngestParams, description="Ingest stage.")
-    embed: EmbedParams = Field(default_factory=EmbedParams, description="Embed stage.")
-    finetune: FinetuneParams = Field(default_factory=FinetuneParams, description="Fine-tuning.")
-    compress: CompressParams = Field(default_factory=CompressParams, description="Compression.")
-    promote: PromoteParams = Field(default_factory=PromoteParams, description="Promotion.")
-    canary: CanaryParams | None = Field(
-        default_factory=CanaryParams,
-        description="Roll a passing model out on the serving app before it becomes champion; "
-        "null = promote on the held-out comparison alone.",
-    )
 
 
 class NightlyReport(BaseModel):
@@ -68,14 +54,14 @@ def nightly_pipeline(params: NightlyParams = NightlyParams()) -> NightlyReport: 
     with meter.stage("promote"):
         promoted = promote_model(
             params.promote.model_copy(
-                update={"compress_report": compressed, "canary": params.canary is not None}
+                update={"compress_report": compressed, "canary": params.rollout is not None}
             )
         )
     rolled_out = None
     if promoted.canary_pending:
         with meter.stage("canary"):
             rolled_out = canary_rollout(
-                params.canary.model_copy(update={"model_name": promoted.model_name})
+                params.rollout.model_copy(update={"model_name": promoted.model_name})
             )
     record_costs(meter.stages, compressed.run_id, promoted.model_name, promoted.version)
     summary = publish_pipeline_summary(

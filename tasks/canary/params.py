@@ -31,7 +31,9 @@ class CanaryParams(BaseModel):
     thresholds: ThresholdParams = Field(
         default_factory=ThresholdParams, description="When a step rolls back."
     )
-    max_wait_s: float = Field(300, gt=0, description="Per step, for enough requests.")
+    max_wait_s: float = Field(
+        300, gt=0, title="Most seconds a step waits", description="Per step, for enough requests."
+    )
     answer_check: bool = Field(
         True, description="Both versions answer the same pinned held-out questions each step."
     )

@@ -58,7 +58,13 @@ class EvalSetParams(BaseModel):
 class AnswerParams(BaseModel):
     """How answers are produced: the serving app's retrieval and prompt, greedy decoding."""
 
-    top_k: int = Field(4, ge=1, le=20, description="Passages retrieved per question.")
+    top_k: int = Field(
+        4,
+        ge=1,
+        le=20,
+        title="Passages per question",
+        description="Passages retrieved per question.",
+    )
     max_tokens: int = Field(48, ge=1, description="Most new tokens per answer.")
     batch_size: int = Field(8, ge=1, description="Questions decoded together (in-process).")
     threads: int = Field(1, ge=1, description="CPU threads decoding (in-process), as serving.")

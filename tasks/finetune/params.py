@@ -15,7 +15,7 @@ from tasks.shared.usage import FLOW_PROCESS
 class LoraParams(BaseModel):
     """LoRA adapters (PEFT): rank, scaling, dropout and where they go."""
 
-    r: int = Field(8, ge=1, description="LoRA rank.")
+    r: int = Field(8, ge=1, title="LoRA rank", description="Rank of the adapter matrices.")
     lora_alpha: int = Field(16, ge=1, description="LoRA scaling (alpha).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA path.")
     target_modules: list[str] | None = Field(
@@ -90,6 +90,7 @@ class FinetuneParams(BaseModel):
     seq_len: int = Field(
         128,
         ge=2,
+        title="Sequence length (tokens)",
         description="Tokens per text row: the training rows with data text, and the held-out "
         "rows perplexity is measured on.",
     )
@@ -107,7 +108,9 @@ class FinetuneParams(BaseModel):
     )
     snapshot_id: str | None = Field(None, description="Ingest snapshot; empty = the latest.")
     memory_budget_gib: float | None = Field(
-        None, description="Memory per worker; empty = this machine's available memory."
+        None,
+        title="Memory budget per worker (GiB)",
+        description="Memory per worker; empty = this machine's available memory.",
     )
     seed: int = Field(0, description="Seed of initialisation, data order and the split.")
 

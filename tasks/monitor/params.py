@@ -173,7 +173,12 @@ class MonitorParams(BaseModel):
     online: OnlineEvalParams = Field(
         default_factory=OnlineEvalParams, description="Live answers scored and compared."
     )
-    max_latency_ms: float = Field(600_000, gt=0, description="Request-log check: latency range.")
+    max_latency_ms: float = Field(
+        600_000,
+        gt=0,
+        title="Longest plausible latency (ms)",
+        description="Request-log check: latency range.",
+    )
     seed: int = Field(0, description="Seed of the samples (embeddings, training passages).")
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from prefect.input import RunInput
 from pydantic import BaseModel, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from tasks.clients.registry import MODEL_NAME, NONE, AliasChange
 from tasks.compress.params import UNCOMPRESSED, CompressReport
@@ -32,7 +33,8 @@ LINEAGE_KEYS = (
 class PromoteParams(BaseModel):
     """Which compressed model to register, and how strict its promotion is."""
 
-    compress_report: CompressReport | None = Field(
+    # Plumbing, not a choice: the nightly passes its compression report; not in the form.
+    compress_report: SkipJsonSchema[CompressReport | None] = Field(
         None, description="The compression stage's report (the nightly pipeline passes it)."
     )
     compress_run_id: str | None = Field(
@@ -60,8 +62,12 @@ class PromoteParams(BaseModel):
     answers: AnswerParams = Field(default_factory=AnswerParams, description="How they answer.")
     eval_questions: int = Field(120, ge=1, description="At most this many held-out questions.")
     require_approval: bool = Field(False, description="Pause for a person to approve or reject.")
-    approval_timeout_s: int = Field(3600, ge=1, description="Wait this long for a decision.")
-    approval_poll_s: int = Field(5, ge=1, description="How often the paused run checks.")
+    approval_timeout_s: int = Field(
+        3600, ge=1, title="Approval wait (s)", description="Wait this long for a decision."
+    )
+    approval_poll_s: int = Field(
+        5, ge=1, title="Approval check every (s)", description="How often the paused run checks."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PromoteParams:

@@ -51,7 +51,9 @@ def promote_run_name() -> str:
 
 
 def nightly_run_name() -> str:
-    return f"nightly-{_source(_param('ingest', 'source_dir'))}"
+    # a validated model resolves `ingest` itself; a raw dict has the choice or `advanced`
+    chosen = _param("source_dir") or _param("advanced", "ingest", "source_dir")
+    return f"nightly-{_source(_param('ingest', 'source_dir') or chosen)}"
 
 
 def evaluate_run_name() -> str:

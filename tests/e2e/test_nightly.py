@@ -148,7 +148,7 @@ def test_nightly_pipeline_on_a_slice_of_the_demo_corpus(
         answer_check=False,
     )
     try:
-        again = nightly_pipeline(params.model_copy(update={"finetune": longer, "canary": canary}))
+        again = nightly_pipeline(params.with_stages(finetune=longer, canary=canary))
     finally:
         serve.shutdown()
     assert (again.ingest, again.embed) == (ingest, embed)  # the first run's reports

@@ -54,7 +54,7 @@ def test_a_nightly_that_failed_in_compression_resumes_there(
     )
     # The teacher has far fewer than 99 layers: compression raises after fine-tuning finished.
     broken = CompressParams(methods=["distill"], student_layers=99)
-    failed = nightly_pipeline(small.model_copy(update={"compress": broken}), return_state=True)
+    failed = nightly_pipeline(small.with_stages(compress=broken), return_state=True)
     assert failed.is_failed()
     assert "a student needs 1 to" in str(failed.result(raise_on_failure=False))
     first, _ = asyncio.run(stage_runs(failed.state_details.flow_run_id))
@@ -63,7 +63,7 @@ def test_a_nightly_that_failed_in_compression_resumes_there(
         "compress_task": "Failed",
     }  # fmt: skip
 
-    fixed = small.model_copy(update={"compress": CompressParams(methods=["int8_dynamic"])})
+    fixed = small.with_stages(compress=CompressParams(methods=["int8_dynamic"]))
     state = nightly_pipeline(fixed, return_state=True)
     assert state.is_completed(), state.message
     report = state.result()
