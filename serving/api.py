@@ -1,8 +1,9 @@
 """The HTTP contract: OpenAI-compatible requests and responses, SSE chunks and JSON errors.
 
 Extensions to the OpenAI shapes: requests take `rag` and `top_k`; responses carry `version`
-(the registry version that answered) and `sources` (the passages put into the prompt, with
-their text). `POST /v1/feedback` (not OpenAI's) rates an answer by its request id.
+(the registry version that answered), `sources` (the passages put into the prompt, with
+their text) and `answer_quality` (whether the text is usable at all; a stream's last event
+carries it too). `POST /v1/feedback` (not OpenAI's) rates an answer by its request id.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from tasks.clients.request_schema import RATINGS
+from tasks.core.answer_quality import answer_quality
 
 DONE = "data: [DONE]\n\n"
 
@@ -191,6 +193,21 @@ class StreamStart(BaseModel):
     sources: list[Source] = []
 
 
+class AnswerQuality(BaseModel):
+    """`degenerate`: the answer is empty (`reason` "empty") or loops on one token ("repetition"),
+    as an untrained model answers; a client then shows the passages instead. `detail` says what
+    was seen."""
+
+    degenerate: bool
+    reason: Literal["empty", "repetition"] | None = None
+    detail: str | None = None
+
+    @classmethod
+    def of(cls, text: str) -> AnswerQuality:
+        quality = answer_quality(text)
+        return cls(degenerate=quality.degenerate, reason=quality.reason, detail=quality.detail)
+
+
 class CompletionChoice(BaseModel):
     index: int = 0
     text: str
@@ -211,6 +228,7 @@ class _Response(BaseModel):
     usage: Usage
     version: str
     sources: list[Source]
+    answer_quality: AnswerQuality
 
 
 class CompletionResponse(_Response):
@@ -238,6 +256,7 @@ def response(
         "usage": out.usage(),
         "version": version,
         "sources": out.sources,
+        "answer_quality": AnswerQuality.of(out.text),
     }
     if isinstance(request, ChatRequest):
         message = Message(role="assistant", content=out.text)
@@ -262,7 +281,7 @@ def stream_chunk(
     extra: dict[str, Any] | None = None,
 ) -> str:
     """One SSE event of a streamed answer: the first chat chunk carries the role, the last one
-    the finish reason (and, as extensions, usage and sources)."""
+    the finish reason (and, as extensions, usage, sources and answer_quality)."""
     chat = isinstance(request, ChatRequest)
     if chat:
         delta: dict[str, Any] = {} if text is None else {"content": text}

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from serving.api import (
     DONE,
+    AnswerQuality,
     ApiError,
     ChatRequest,
     CompletionRequest,
@@ -37,6 +38,7 @@ from serving.api import (
     sse,
     stream_chunk,
 )
+from serving.page import add_chat_page
 from tasks.core.routing import SESSION_HEADER, VERSION_HEADER, UnknownVersion, choose_version
 
 logger = logging.getLogger(__name__)
@@ -160,7 +162,11 @@ class Gateway:
                     yield stream_chunk(*args, event)
                 elif isinstance(event, Generation):
                     rec.answered(event)
-                    extra = {"usage": event.usage().model_dump(), "sources": rec.sources}
+                    extra = {
+                        "usage": event.usage().model_dump(),
+                        "sources": rec.sources,
+                        "answer_quality": AnswerQuality.of(event.text).model_dump(),
+                    }
                     yield stream_chunk(*args, None, event.finish_reason, extra)
             yield DONE
         except (asyncio.CancelledError, GeneratorExit):
@@ -321,6 +327,8 @@ def http_app(router: Any) -> FastAPI:
         except ApiError as error:
             return error_response(error)
         return JSONResponse({"weights": weights})
+
+    add_chat_page(app)  # GET / and /chat, without auth: the page holds no secret
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
