@@ -1,10 +1,10 @@
 """What the nightly's form asks: the few decisions a person usually makes on top, and every
 stage's own parameters, for the rare change, as one JSON field (`advanced`) instead of a
-hundred form fields. Each decision has one control: a choice made on top overrides the same
-setting in `advanced`, and a choice left empty keeps the stage's default.
+hundred form fields. One control per decision: a setting that has a choice on top is taken
+out of `advanced` (a value found there becomes the choice, unless the choice is given too).
 
 Python callers may pass stage models directly (`NightlyParams(finetune=FinetuneParams(...))`);
-they land in `advanced`, so a run records exactly what it ran with."""
+their fields land in the choices and `advanced`, so a run records exactly what it ran with."""
 
 from __future__ import annotations
 
@@ -27,33 +27,39 @@ STAGES: dict[str, type[BaseModel]] = {
     "promote": PromoteParams,
     "canary": CanaryParams,
 }
+# choice on top -> (stage, its field)
+CHOICES = {
+    "source_dir": ("ingest", "source_dir"),
+    "base_model": ("finetune", "base_model"),
+    "training_steps": ("finetune", "max_steps"),
+    "training_data": ("finetune", "data"),
+    "require_approval": ("promote", "require_approval"),
+}
+_FINETUNE = FinetuneParams.model_fields
 
 
 class NightlyParams(BaseModel):
     """The nightly run: ingest → embed → fine-tune → compress → promote → canary rollout."""
 
-    source_dir: str | None = Field(
-        None,
+    source_dir: str = Field(
+        "",
         title="Documents folder",
         description="Where the documents are; empty = the demo corpus (Python's documentation).",
     )
-    base_model: str | None = Field(
-        None,
+    base_model: str = Field(
+        _FINETUNE["base_model"].default,
         title="Base model",
-        description="A local folder or a cached hub id to fine-tune; empty = the small model "
-        "built from scratch (it learns the corpus' language, not to answer).",
+        description="A local folder or a cached hub id; 'scratch' builds a small model from "
+        "random weights (it learns the corpus' language, not yet to answer).",
     )
-    training_steps: int | None = Field(
-        None,
-        ge=1,
-        title="Training steps",
-        description=f"Optimizer steps; empty = {FinetuneParams.model_fields['max_steps'].default}.",
+    training_steps: int = Field(
+        _FINETUNE["max_steps"].default, ge=1, title="Training steps", description="Optimizer steps."
     )
-    training_data: Literal["text", "instructions"] | None = Field(
-        None,
+    training_data: Literal["text", "instructions"] = Field(
+        _FINETUNE["data"].default,
         title="Training data",
         description="text: the documents; instructions: questions answered from retrieved "
-        "passages, in the serving prompt's format. Empty = text.",
+        "passages, in the serving prompt's format.",
     )
     require_approval: bool = Field(
         False,
@@ -71,30 +77,35 @@ class NightlyParams(BaseModel):
         default_factory=dict,
         title="Advanced: stage parameters (JSON)",
         description='Any stage\'s own parameters, e.g. {"finetune": {"learning_rate": 0.001}, '
-        '"compress": {"methods": ["int8-dynamic"]}}. Stages: ingest, embed, finetune, '
+        '"compress": {"methods": ["int8_dynamic"]}}. Stages: ingest, embed, finetune, '
         "compress, promote, canary. Left out = the defaults; the choices above win.",
     )
 
     @model_validator(mode="before")
     @classmethod
-    def _stage_models_into_advanced(cls, data: Any) -> Any:
-        """`NightlyParams(finetune=FinetuneParams(...), canary=None)` from Python: stage models
-        go to `advanced` (as the fields they set), `canary=None` turns the rollout off."""
-        if not isinstance(data, dict) or not set(data) & set(STAGES):
+    def _one_control_per_decision(cls, data: Any) -> Any:
+        """Stage models from Python go to `advanced` (the fields they set); `canary=None` turns
+        the rollout off; a setting with a choice on top leaves `advanced` for that choice."""
+        if not isinstance(data, dict):
             return data
         data = dict(data)
-        advanced = dict(data.get("advanced") or {})
+        advanced = {k: dict(v) for k, v in (data.get("advanced") or {}).items() if k in STAGES}
+        advanced |= {k: v for k, v in (data.get("advanced") or {}).items() if k not in STAGES}
         for stage in STAGES:
             if stage not in data or isinstance(data[stage], bool):
-                continue
+                continue  # `canary: true/false` is the choice itself
             value = data.pop(stage)
             if stage == "canary" and value is None:
                 data["canary"] = False
                 continue
             if isinstance(value, BaseModel):
                 value = value.model_dump(mode="json", exclude_unset=True)
-            advanced[stage] = value
-        data["advanced"] = advanced
+            advanced[stage] = dict(value)
+        for choice, (stage, name) in CHOICES.items():
+            if isinstance(advanced.get(stage), dict) and name in advanced[stage]:
+                value = advanced[stage].pop(name)
+                data.setdefault(choice, "" if value is None else value)
+        data["advanced"] = {k: v for k, v in advanced.items() if v != {} or k not in STAGES}
         return data
 
     @field_validator("advanced")
@@ -115,13 +126,19 @@ class NightlyParams(BaseModel):
                 raise ValueError(f"{stage}: {wrong}") from None
         return advanced
 
-    def _stage(self, stage: str, **choices: Any) -> Any:
-        chosen = {k: v for k, v in choices.items() if v is not None}
+    def _stage(self, stage: str) -> Any:
+        chosen = {
+            name: getattr(self, choice)
+            for choice, (owner, name) in CHOICES.items()
+            if owner == stage
+        }
+        if stage == "ingest":
+            chosen["source_dir"] = self.source_dir or None
         return STAGES[stage].model_validate({**self.advanced.get(stage, {}), **chosen})
 
     @property
     def ingest(self) -> IngestParams:
-        return self._stage("ingest", source_dir=self.source_dir)
+        return self._stage("ingest")
 
     @property
     def embed(self) -> EmbedParams:
@@ -129,12 +146,7 @@ class NightlyParams(BaseModel):
 
     @property
     def finetune(self) -> FinetuneParams:
-        return self._stage(
-            "finetune",
-            base_model=self.base_model,
-            max_steps=self.training_steps,
-            data=self.training_data,
-        )
+        return self._stage("finetune")
 
     @property
     def compress(self) -> CompressParams:
@@ -142,7 +154,7 @@ class NightlyParams(BaseModel):
 
     @property
     def promote(self) -> PromoteParams:
-        return self._stage("promote", require_approval=self.require_approval or None)
+        return self._stage("promote")
 
     @property
     def rollout(self) -> CanaryParams | None:
@@ -150,7 +162,11 @@ class NightlyParams(BaseModel):
         return self._stage("canary") if self.canary else None
 
     def with_stages(self, **stages: BaseModel | None) -> NightlyParams:
-        """A copy with these stages' parameters replaced (validated like the constructor)."""
+        """A copy with these stages' parameters replaced: each model given decides its stage,
+        its choices on top included (validated like the constructor)."""
         data = self.model_dump()
         data["advanced"] = {k: v for k, v in data["advanced"].items() if k not in stages}
+        for choice, (stage, _) in CHOICES.items():
+            if stage in stages:
+                data.pop(choice)
         return NightlyParams.model_validate({**data, **stages})

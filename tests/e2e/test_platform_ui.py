@@ -2,6 +2,7 @@
 deployments and a worker; in headless Chromium we open a deployment's form, change its
 parameters, run it, and read the run's state and artifact in the UI. Ctrl-C stops it all."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -11,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "infra" / "local" / "run_platform.py"
+NIGHTLY = REPO / "infra" / "local" / "run_nightly.py"
 READY = "Prefect UI ready:"
 CHROMIUM = os.environ.get("LLMOPS_CHROMIUM", "/usr/bin/chromium")  # `make chromium` installs it
 TOPIC, MODULE = "try", "json"  # the changed parameters: one pydoc topic, one module page
@@ -34,10 +38,48 @@ def wait_for_line(log: Path, proc: subprocess.Popen, text: str, timeout_s: float
         time.sleep(0.5)
 
 
+EARLIER = """
+from flows.ingest import ingest_documents
+from tasks.ingest.params import IngestParams
+state = ingest_documents(IngestParams(demo_topics=["with"], demo_modules=[]), return_state=True)
+print(state.state_details.flow_run_id)
+"""
+
+
+def run_before_the_ui(state: Path) -> str:
+    """A flow run made as `make nightly` makes its runs while no UI is up (the environment its
+    runner gives the flow's process: a temporary server on the platform's database)."""
+    spec = importlib.util.spec_from_file_location("run_nightly", NIGHTLY)
+    runner = importlib.util.module_from_spec(spec)
+    sys.modules["run_nightly"] = runner  # its dataclasses look their module up
+    sys.path.insert(0, str(NIGHTLY.parent))  # it imports run_platform beside it
+    try:
+        spec.loader.exec_module(runner)
+    finally:
+        sys.path.remove(str(NIGHTLY.parent))
+    platform_state = state / "platform"
+    (platform_state / "prefect").mkdir(parents=True)
+    env = runner.child_env("http://127.0.0.1:9", platform_state, up=False)
+    env["LLMOPS_HOME"] = str(state)
+    done = subprocess.run(
+        [sys.executable, "-c", EARLIER], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout.split()[-1]
+
+
+@dataclass
+class Platform:
+    url: str
+    earlier_run: str  # a run made before the UI started, as `make nightly` makes one
+
+
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     """The UI's URL while the platform script runs; afterwards, it must stop on Ctrl-C."""
     tmp = tmp_path_factory.mktemp("platform")
+    earlier = run_before_the_ui(tmp / "state")
     env = {**os.environ, "LLMOPS_HOME": str(tmp / "state"), "PREFECT_WORKER_QUERY_SECONDS": "2"}
     log = tmp / "platform.log"
     with log.open("w") as out:
@@ -48,7 +90,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         wait_for_line(log, proc, READY, timeout_s=300)
         line = next(x for x in log.read_text().splitlines() if x.startswith(READY))
-        yield line.split()[3]
+        yield Platform(line.split()[3], earlier)
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         code = proc.wait(timeout=90)
@@ -91,7 +133,9 @@ def flow_run(url: str, run_id: str) -> dict:
     return json.load(urllib.request.urlopen(f"{url}/api/flow_runs/{run_id}"))
 
 
-def test_a_stage_runs_from_its_form_in_the_ui(platform: str, tmp_path: Path) -> None:
+@contextmanager
+def browser_page(tmp_path: Path) -> Iterator[tuple[object, object]]:
+    """A Chromium page at 1400 x 1000 and this test's `expect`; a screenshot if it fails."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no browser at {CHROMIUM}: run `make chromium` (or set LLMOPS_CHROMIUM)")
     try:
@@ -105,17 +149,58 @@ def test_a_stage_runs_from_its_form_in_the_ui(platform: str, tmp_path: Path) -> 
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)  # clicks and fills wait as long for their element
         try:
-            run_id = start_custom_run(page, platform, expect)
-            check_run_page(page, expect)
-            page.screenshot(path=tmp_path / "artifact.png")
+            yield page, expect
         except Exception:
             page.screenshot(path=tmp_path / "failure.png")  # kept by pytest's tmp_path
             raise
         finally:
             browser.close()
-    run = flow_run(platform, run_id)
+
+
+def test_a_stage_runs_from_its_form_in_the_ui(platform: Platform, tmp_path: Path) -> None:
+    with browser_page(tmp_path) as (page, expect):
+        run_id = start_custom_run(page, platform.url, expect)
+        check_run_page(page, expect)
+        page.screenshot(path=tmp_path / "artifact.png")
+    run = flow_run(platform.url, run_id)
     assert run["state_type"] == "COMPLETED"
     assert run["parameters"]["params"]["demo_topics"] == [TOPIC]
+
+
+def test_runs_made_before_the_ui_are_shown_with_their_reports(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """`make nightly` without `make ui` records into the platform's database: the UI started
+    later shows the run and its report."""
+    with browser_page(tmp_path) as (page, expect):
+        page.goto(f"{platform.url}/runs/flow-run/{platform.earlier_run}")
+        expect(page.locator(".state-badge").first).to_have_text("Completed")
+        page.locator("li.p-tab", has_text="Artifacts").click()
+        page.get_by_text("ingest-report").click()
+        expect(page.get_by_text("read = accepted + quarantined")).to_be_visible()
+
+
+# The nightly's form: its decisions and one JSON field for the stages' parameters. Bounds with
+# room: 7 fields today; and it must fit in two screens at 1000 px (it was about eleven).
+MAX_FIELDS, MAX_SCREENS = 10, 2
+
+
+def test_the_nightly_form_fits_a_screen_or_two(platform: Platform, tmp_path: Path) -> None:
+    with browser_page(tmp_path) as (page, expect):
+        deployment = deployment_id(platform.url, "nightly_pipeline")
+        page.goto(f"{platform.url}/deployments/deployment/{deployment}")
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Custom run").click()
+        expect(page.get_by_text("Documents folder")).to_be_visible()
+        expect(page.get_by_text("Advanced: stage parameters (JSON)")).to_be_visible()
+        properties = page.locator(".schema-form-property")
+        fields = properties.count()
+        # the form scrolls inside the page: measure it from its first field to its last
+        first, last = properties.first.bounding_box(), properties.last.bounding_box()
+        height = last["y"] + last["height"] - first["y"]
+        page.screenshot(path=tmp_path / "nightly-form.png")
+    assert 0 < fields <= MAX_FIELDS, fields
+    assert height <= MAX_SCREENS * 1000, height
 
 
 def start_custom_run(page, url: str, expect) -> str:

@@ -35,7 +35,8 @@ def test_stage_models_from_python_land_in_advanced() -> None:
     params = NightlyParams(
         ingest=IngestParams(demo_topics=["try"]), finetune=FinetuneParams(max_steps=6), canary=None
     )
-    assert params.advanced == {"ingest": {"demo_topics": ["try"]}, "finetune": {"max_steps": 6}}
+    # a field with its own choice on top moves there: one control per decision
+    assert params.advanced == {"ingest": {"demo_topics": ["try"]}} and params.training_steps == 6
     assert params.rollout is None and params.finetune.max_steps == 6
     later = params.with_stages(
         finetune=params.finetune.model_copy(update={"max_steps": 30}),
@@ -50,7 +51,7 @@ def test_stage_models_from_python_land_in_advanced() -> None:
     ("advanced", "message"),
     [
         ({"finetun": {}}, "unknown stage(s) ['finetun']"),
-        ({"finetune": {"max_steps": 0}}, "finetune: max_steps: Input should be greater"),
+        ({"finetune": {"learning_rate": 0}}, "finetune: learning_rate: Input should be greater"),
         ({"compress": {"methods": ["zip"]}}, "compress: methods.0"),
     ],
     ids=["unknown-stage", "bad-value", "bad-choice"],
