@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tasks.clients.tracking import EXPERIMENT
+from tasks.clients.tracking import EXPERIMENT, RUNS_VIEW
 from tasks.shared.settings import Settings
 
-RUNS_VIEW = "workflowType=machine_learning"
 REMOTE_SCHEMES = ("http", "https", "databricks")
 
 

@@ -18,6 +18,8 @@ from tasks.shared.model_files import copy_verified
 from tasks.shared.settings import Settings
 
 EXPERIMENT = "finetune"
+# MLflow 3.17's UI opens experiments in its GenAI view (empty for training runs) unless asked
+RUNS_VIEW = "workflowType=machine_learning"
 BASE_MODEL_ARTIFACT = "base_model"  # bases built here (scratch) travel with their run
 
 
@@ -25,6 +27,18 @@ def connect(settings: Settings) -> mlflow.MlflowClient:
     settings.home.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     return mlflow.MlflowClient(settings.tracking_uri)
+
+
+def ui_base(settings: Settings) -> str:
+    """The MLflow UI that shows this platform's runs: its tracking server, or `make mlflow`."""
+    uri = settings.mlflow_tracking_uri or ""
+    return (uri if uri.startswith(("http://", "https://")) else settings.mlflow_ui_url).rstrip("/")
+
+
+def run_url(settings: Settings, run_id: str) -> str:
+    """A run's page in the MLflow UI (its evaluation traces are a tab there)."""
+    experiment = connect(settings).get_run(run_id).info.experiment_id
+    return f"{ui_base(settings)}/#/experiments/{experiment}/runs/{run_id}?{RUNS_VIEW}"
 
 
 def use_experiment(settings: Settings, name: str) -> str:
@@ -63,6 +77,9 @@ class TrackedRun:
 
     def log_artifacts(self, folder: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.run_id, str(folder), artifact_path)
+
+    def log_file(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)

@@ -6,6 +6,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from tasks.clients import Clients
+from tasks.clients.tracking import run_url
 from tasks.core.scorers import Answer
 from tasks.evaluate.evaluation import choose_set, record_evaluation, target_answers
 from tasks.evaluate.judge import judge_for
@@ -13,6 +14,7 @@ from tasks.evaluate.params import EvalSetParams, EvaluateParams, EvaluateReport
 from tasks.evaluate.record import score_answers
 from tasks.evaluate.sets import load_set
 from tasks.shared.caching import RETRIES
+from tasks.shared.settings import get_settings
 
 
 @task(**RETRIES)
@@ -61,7 +63,8 @@ def publish_evaluation(report: EvaluateReport) -> None:
         markdown=(
             f"# Evaluation of {report.target}\n\n"
             f"Set `{report.set_id}`: {report.questions} questions ({report.answerable} "
-            f"answerable). MLflow run `{report.mlflow_run_id}` holds every question's answer, "
+            f"answerable). [MLflow run `{report.mlflow_run_id}`]"
+            f"({run_url(get_settings(), report.mlflow_run_id)}) holds every question's answer, "
             f"passages and scores.{missing}\n\n{report.table}\n"
         ),
         description=f"Answer quality of {report.target}",

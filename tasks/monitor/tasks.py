@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from tasks.clients.tracking import run_url, start_run
 from tasks.monitor.answers import evaluate_live, with_answer_checks
 from tasks.monitor.drift import (
     Windows,
@@ -27,6 +27,8 @@ from tasks.monitor.params import (
 )
 from tasks.shared.caching import RETRIES
 from tasks.shared.settings import get_settings
+
+MONITOR = "monitor"  # the MLflow experiment that keeps each run's Evidently pages
 
 
 # Windows hold DataFrames: hashing them for a cache key would cost more than the task.
@@ -85,10 +87,15 @@ def publish_drift_report(report: MonitorReport) -> None:
         key="drift-summary",
         description=f"{report.model_name}: {report.status}",
     )
-    if report.html:
+    pages = [page for page in (report.html, report.embedding_html) if page]
+    if pages:  # a browser will not open a file:// link from the UI: MLflow's UI shows them
+        settings = get_settings()
+        with start_run(settings, f"drift-{report.model_name}", experiment=MONITOR) as run:
+            for page in pages:
+                run.log_file(page, "evidently")
         create_link_artifact(
-            Path(report.html).as_uri(),
-            link_text="Evidently drift report",
+            run_url(settings, run.run_id),
+            link_text="Evidently drift report (MLflow run, Artifacts → evidently)",
             key="drift-report",
-            description=report.status,
+            description=f"{report.status}; the files: {', '.join(pages)}",
         )

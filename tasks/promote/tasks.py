@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.clients import Clients
 from tasks.clients.registry import AliasChange
+from tasks.clients.tracking import run_url
 from tasks.promote.answers import evaluate_answers
 from tasks.promote.params import (
     Approval,
@@ -32,6 +33,7 @@ from tasks.promote.registration import (
 )
 from tasks.shared.caching import RETRIES
 from tasks.shared.runs import current_actor
+from tasks.shared.settings import get_settings
 
 
 @task(**RETRIES)
@@ -99,8 +101,12 @@ def publish_alias_history(name: str) -> list[AliasChange]:
 
 @task
 def publish_promotion_report(report: PromoteReport) -> None:
+    answers = report.evaluation.answers
+    runs = answers.mlflow_runs if answers else {}
+    links = " · ".join(f"[{role}]({run_url(get_settings(), rid)})" for role, rid in runs.items())
+    evaluations = f"\nEach answer, its passages and scores in MLflow: {links}\n" if links else ""
     create_markdown_artifact(
-        report.markdown(),
+        report.markdown() + evaluations,
         key="promotion-report",
         description=f"{report.model_name} v{report.version}: {report.verdict}",
     )

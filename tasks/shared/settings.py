@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server; unset = a SQLite file under `home`."
     )
+    mlflow_ui_url: str = Field(
+        "http://127.0.0.1:5000",
+        description="Where `make mlflow` serves MLflow's UI for the embedded store; reports "
+        "link runs there (a tracking server in `mlflow_tracking_uri` links to its own UI).",
+    )
     allow_pickle: bool = Field(False, description="Load pickle-format model files (unsafe).")
     serving_api_key: SecretStr | None = Field(
         None, description="Bearer key the serving API requires; unset = no authentication."

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from drift_world import DAY0, drift_world
+from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.events.worker import EventsWorker
@@ -85,7 +86,15 @@ def test_drift_emits_the_event_and_publishes_the_report(
         ]
         assert report.feedback.unknown_request_ids == ["cmpl-unknown"]
         assert f"| {rated['version']} | 1 | 0 | 0% | 1 |" in by_key["drift-summary"].data
-        assert Path(report.html).as_uri() in by_key["drift-report"].data
+        # the Evidently page opens from the run in MLflow's UI (a browser will not follow a
+        # file:// link out of the Prefect UI); the description names the file too
+        link = by_key["drift-report"]
+        assert (
+            link.data.startswith(world.settings.mlflow_ui_url) and report.html in link.description
+        )
+        run_id = link.data.split("/runs/")[1].split("?")[0]
+        kept = MlflowClient(world.settings.tracking_uri).list_artifacts(run_id, "evidently")
+        assert [Path(f.path).name for f in kept] == [Path(report.html).name]
 
         # drift that lasts: the next run finds it again, but within the cooldown (24 h) it
         # does not start another retraining

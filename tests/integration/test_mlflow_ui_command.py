@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.clients.tracking import EXPERIMENT, start_run
-from tasks.shared.settings import get_settings
+from tasks.clients.tracking import EXPERIMENT, run_url, start_run
+from tasks.shared.settings import Settings, get_settings
 
 from services import wait_until_healthy
 from worlds import free_port
@@ -32,6 +32,7 @@ class Ui:
     printed: str  # what the command printed before it became `mlflow ui`
     run_id: str
     proc: subprocess.Popen
+    home: Path
 
 
 def _group_alive(pgid: int) -> bool:
@@ -66,7 +67,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(f"{url}/health", lambda: proc.poll() is None, log, timeout_s=120)
-        yield Ui(url, log.read_text(), run.run_id, proc)
+        yield Ui(url, log.read_text(), run.run_id, proc, home)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -123,6 +124,9 @@ def test_the_ui_serves_the_platforms_runs_and_stops_cleanly(ui: Ui) -> None:
         f"{ui.url}/#/experiments/{experiment['experiment_id']}/runs?workflowType=machine_learning"
     )
     assert runs_url in ui.printed
+    # the links reports carry (promotion, evaluation) open the run on this UI
+    linked = run_url(Settings(home=ui.home, mlflow_ui_url=ui.url), ui.run_id)
+    assert linked == runs_url.replace("/runs?", f"/runs/{ui.run_id}?")
 
     ui.proc.terminate()
     assert ui.proc.wait(timeout=30) in (0, -signal.SIGTERM)
