@@ -89,9 +89,8 @@ def test_drift_emits_the_event_and_publishes_the_report(
         # the Evidently page opens from the run in MLflow's UI (a browser will not follow a
         # file:// link out of the Prefect UI); the description names the file too
         link = by_key["drift-report"]
-        assert (
-            link.data.startswith(world.settings.mlflow_ui_url) and report.html in link.description
-        )
+        assert f"]({world.settings.mlflow_ui_url}/#/experiments/" in link.data  # [text](url)
+        assert report.html in link.description
         run_id = link.data.split("/runs/")[1].split("?")[0]
         kept = MlflowClient(world.settings.tracking_uri).list_artifacts(run_id, "evidently")
         assert [Path(f.path).name for f in kept] == [Path(report.html).name]
