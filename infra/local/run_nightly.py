@@ -30,7 +30,7 @@ _BEGIN = re.compile(
     r"Flow run '(?P<run>[^']+)' - Beginning (?:sub)?flow run '[^']+' for flow '(?P<flow>[^']+)'"
 )
 _END = re.compile(r"Flow run '(?P<run>[^']+)' - Finished in state (?P<state>\w+)")
-_OUT = re.compile(r"^(?P<key>flow run|reports|nightly_pipeline): (?P<value>.*)$")
+_OUT = re.compile(r"^(?P<key>flow run|reports|mlflow|nightly_pipeline): (?P<value>.*)$")
 
 
 @dataclass
@@ -76,17 +76,21 @@ def run_in_process() -> int:
     """The child: run the flow, write its reports, say where (read by `Progress`)."""
     sys.path.insert(0, str(REPO))
     from flows.nightly import nightly_pipeline
+    from tasks.clients.tracking import run_url
     from tasks.shared.reports import export_run_reports
     from tasks.shared.settings import get_settings
 
+    settings = get_settings()
     state = nightly_pipeline(return_state=True)
     run_id = state.state_details.flow_run_id
     print(f"\nflow run: {run_id}", flush=True)
-    print(f"reports: {export_run_reports(run_id, get_settings().home / 'reports')}", flush=True)
+    print(f"reports: {export_run_reports(run_id, settings.home / 'reports')}", flush=True)
     if not state.is_completed():
         print(f"nightly_pipeline: {state.name}: {state.message}", flush=True)
         return 1
-    print(f"nightly_pipeline: {state.result().summary}", flush=True)
+    report = state.result()
+    print(f"mlflow: {run_url(settings, report.finetune.run_id)}", flush=True)
+    print(f"nightly_pipeline: {report.summary}", flush=True)
     return 0
 
 
@@ -120,7 +124,8 @@ def run(url: str) -> int:
     if run_id := said.get("flow run"):
         after = "" if up else "  (start it with `make ui`)"
         print(f"  Prefect UI: {url}/runs/flow-run/{run_id}{after}")
-    print("  MLflow:     `make mlflow` (runs, models, evaluations)")
+    if mlflow := said.get("mlflow"):
+        print(f"  MLflow:     {mlflow}  (the fine-tuning run; `make mlflow` serves it)")
     if reports := said.get("reports"):
         print(f"  reports:    {reports}/")
     print(f"  log:        {log}")

@@ -45,6 +45,7 @@ LINES = [
     ),
     ("flow run: 0b7c", None),
     ("reports: /state/reports/nightly-1", None),
+    ("mlflow: http://127.0.0.1:5000/#/experiments/1/runs/abc", None),
     ("nightly_pipeline: ingested 9 documents", None),
 ]
 
@@ -57,6 +58,7 @@ def test_progress_shows_each_stage_and_keeps_the_closing_lines() -> None:
     assert progress.said == {
         "flow run": "0b7c",
         "reports": "/state/reports/nightly-1",
+        "mlflow": "http://127.0.0.1:5000/#/experiments/1/runs/abc",
         "nightly_pipeline": "ingested 9 documents",
     }
 
