@@ -7,14 +7,14 @@ deployment per registered version, and one retriever for RAG.
 The router also takes feedback on answers (`POST /v1/feedback`) into the feedback log.
 
 Changing the split at runtime (the canary's steps) is `set_weights` (a handle call inside the
-cluster) or `POST /admin/weights` (API key): the router swaps one dict, in place, so nothing
-restarts, no model reloads and no request is dropped. Not `serve.run` again: Serve gives every
-deployment built in Python a fresh random version on each run, so a redeploy replaces every
-replica (a rolling update, surging: see ROLLOUT; ~15-30 s and each model loaded twice over).
-The weights given at deploy time are the router's `user_config`; a declarative deploy
-(`serve deploy`, a RayService's serveConfigV2) changes them in place through `reconfigure`,
-and a restarted router starts from them again (runtime changes are not persisted: the
-canary sets the weights at each step).
+cluster) or `POST /admin/weights` (the admin key, never a caller's): the router swaps one dict,
+in place, so nothing restarts, no model reloads and no request is dropped. Not `serve.run`
+again: Serve gives every deployment built in Python a fresh random version on each run, so a
+redeploy replaces every replica (a rolling update, surging: see ROLLOUT; ~15-30 s and each model
+loaded twice over). The weights given at deploy time are the router's `user_config`; a
+declarative deploy (`serve deploy`, a RayService's serveConfigV2) changes them in place through
+`reconfigure`, and a restarted router starts from them again (runtime changes are not persisted:
+the canary sets the weights at each step).
 """
 
 from __future__ import annotations
@@ -208,8 +208,9 @@ class Router:
         self.log = RequestLog(settings.requests_dir)
         self.feedback = FeedbackLog(settings.feedback_dir)
         self.log_flush_s = log_flush_s
-        key = settings.serving_api_key
+        key, admin = settings.serving_api_key, settings.serving_admin_key
         self.api_key = key.get_secret_value() if key else None
+        self.admin_key = admin.get_secret_value() if admin else None
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """user_config {"weights": {version: weight}}, applied in place (see the module doc)."""

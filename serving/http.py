@@ -83,16 +83,36 @@ class Gateway:
 
     def authorize(self, request: Request) -> None:
         key = self.router.api_key
-        if key is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), key.encode()):
+        if key is not None and not _matches(request, key):
             raise ApiError(
                 401,
                 "a valid API key is required: Authorization: Bearer <key>",
                 "invalid_api_key",
                 "authentication_error",
             )
+
+    def authorize_admin(self, request: Request) -> None:
+        """Only the admin key moves traffic: a caller's key is refused, and without an admin
+        key the admin API is off (never an open door to the traffic split)."""
+        admin = self.router.admin_key
+        if admin is None:
+            raise ApiError(
+                403,
+                "the admin API is off: set LLMOPS_SERVING_ADMIN_KEY",
+                "admin_disabled",
+                "permission_error",
+            )
+        if _matches(request, admin):
+            return
+        caller = self.router.api_key is not None and _matches(request, self.router.api_key)
+        raise ApiError(
+            403 if caller else 401,
+            "a caller's key cannot change the traffic split: use the admin key"
+            if caller
+            else "the admin key is required: Authorization: Bearer <admin key>",
+            "not_admin" if caller else "invalid_api_key",
+            "permission_error" if caller else "authentication_error",
+        )
 
     async def generate(self, kind: type, http: Request) -> Response:
         rec = Record(new_id(kind), http.url.path)
@@ -252,6 +272,11 @@ class Gateway:
                     logger.exception("%s flush failed; retrying later", log.kind.name)
 
 
+def _matches(request: Request, key: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), key.encode())
+
+
 async def complete(server: Any, req: Any) -> Any:
     """The model's answer; once more if the replica died under the request (its node went
     away): Serve's handle has then dropped that replica, so the retry lands on a live one of
@@ -311,14 +336,7 @@ def http_app(router: Any) -> FastAPI:
     @app.post("/admin/weights")
     async def admin_weights(request: Request) -> Response:
         try:
-            if router.api_key is None:  # never an open door to the traffic split
-                raise ApiError(
-                    403,
-                    "the admin API is off: set LLMOPS_SERVING_API_KEY",
-                    "admin_disabled",
-                    "permission_error",
-                )
-            gateway.authorize(request)
+            gateway.authorize_admin(request)
             update = parse_request(WeightsUpdate, await request.body())
             try:
                 weights = await router.set_weights(update.weights)

@@ -176,6 +176,7 @@ def free_port() -> int:
 
 # The served app of the serving and feedback tests (one per test module: it holds the Ray CPUs).
 MODEL, KEY, APP = "assistant", "s3cret-key", "serving-test"
+ADMIN_KEY = "s3cret-admin-key"  # moves traffic; the callers' KEY cannot
 WINDOW, MAX_PROMPT, MAX_TOKENS = 512, 200, 24
 WEIGHTS = {"2": 30.0, "1": 70.0}  # challenger (int8) first, as a canary lists it
 DOCS = ("try", "with", "for", "while")
@@ -232,6 +233,7 @@ def serving_app(world: World, embedder) -> Iterator[Service]:
     settings = world.settings.model_copy(
         update={
             "serving_api_key": SecretStr(KEY),
+            "serving_admin_key": SecretStr(ADMIN_KEY),
             "serving_max_prompt_tokens": MAX_PROMPT,
             "serving_max_tokens": MAX_TOKENS,
         }

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     serving_api_key_secret: str | None = Field(
         None, description="Or the name of a Prefect Secret block holding that key."
     )
+    serving_admin_key: SecretStr | None = Field(
+        None,
+        description="Bearer key of the serving app's admin API (the traffic split); unset = "
+        "that API is off. A caller's key (`serving_api_key`) never administers.",
+    )
     serving_max_prompt_tokens: int = Field(
         2048, ge=1, description="Longest prompt served (tokens); the model's window caps it too."
     )

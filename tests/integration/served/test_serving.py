@@ -22,6 +22,7 @@ from tasks.shared.generation import generate, stream
 from tasks.shared.models import load_model_folder
 
 from worlds import (
+    ADMIN_KEY,
     APP,
     DOCS,
     MAX_PROMPT,
@@ -354,11 +355,15 @@ def test_weights_change_in_place_without_restarts_or_failed_requests(service: Se
 
         with service.client(None) as anonymous:
             assert post(anonymous, "/admin/weights", {"weights": {"1": 1}}).status_code == 401
-        for bad in ({"7": 1.0}, {"1": -1.0}, {"1": 0.0}, {}):
-            r = post(c, "/admin/weights", {"weights": bad})
-            assert r.status_code == 422 and r.json()["error"]["message"], bad
-        r = post(c, "/admin/weights", {"weights": WEIGHTS})
-        assert r.status_code == 200 and r.json() == {"weights": WEIGHTS}
+        # a caller's key answers questions but cannot change the split
+        refused = post(c, "/admin/weights", {"weights": {"1": 1}})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_admin"
+        with service.client(ADMIN_KEY) as admin:
+            for bad in ({"7": 1.0}, {"1": -1.0}, {"1": 0.0}, {}):
+                r = post(admin, "/admin/weights", {"weights": bad})
+                assert r.status_code == 422 and r.json()["error"]["message"], bad
+            r = post(admin, "/admin/weights", {"weights": WEIGHTS})
+            assert r.status_code == 200 and r.json() == {"weights": WEIGHTS}
         stop.set()
         worker.join()
         print(f"\nweights changed in {took * 1000:.0f} ms")
