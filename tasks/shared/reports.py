@@ -1,6 +1,6 @@
 """A run's reports as files: every artifact a flow run and its sub-flow runs published (the
 summary, the loss curve, the compression and promotion tables, …), written as markdown under
-`<home>/reports/<run name>/`, so a person finds them without opening a UI."""
+`<home>/reports/<run name>-<start time>/`, so a person finds them without opening a UI."""
 
 from __future__ import annotations
 
