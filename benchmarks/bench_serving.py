@@ -109,10 +109,11 @@ def deploy_app(settings: Any, url: str, version: str, name: str, batch: int) -> 
 
     def watch() -> None:
         while not stop.is_set():
-            app = serve.status().applications.get(name)
-            for deployment, state in (app.deployments if app else {}).items():
-                if state.status == "HEALTHY":
-                    healthy.setdefault(deployment, round(time.perf_counter() - started, 2))
+            apps = serve.status().applications  # the router's, then the version's own
+            for app in (apps.get(name), apps.get(f"{name}-v{version}")):
+                for deployment, state in (app.deployments if app else {}).items():
+                    if state.status == "HEALTHY":
+                        healthy.setdefault(deployment, round(time.perf_counter() - started, 2))
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -149,7 +150,7 @@ def calls(client: httpx.AsyncClient, version: str, max_tokens: int) -> dict[str,
         return call
 
     def handle(app: str) -> Call:
-        model = serve.get_deployment_handle(f"model-v{version}", app_name=app)
+        model = serve.get_deployment_handle(f"model-v{version}", app_name=f"{app}-v{version}")
 
         async def call() -> None:
             if not isinstance(out := await model.complete.remote(request), Generation):
@@ -239,7 +240,7 @@ def summary(path: str, runs: list[dict[str, Any]], version: str) -> dict[str, An
         "client": "client",
         "proxy": "proxy",
         "router": f"{app}:Router",
-        "model": f"{app}:model-v{version}",
+        "model": f"{app}-v{version}:model-v{version}",
     }
     cpu = sum((run["cpu"] for run in runs), Counter())
     per_role = {role: 1000 * cpu.pop(key, 0.0) / n for role, key in roles.items()}
@@ -281,6 +282,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for _ in range(args.cold_starts):  # alone on Ray: deployed, then deleted
                 cold.append(deploy_app(settings, url, version, "cold", 8))
                 serve.delete("cold")
+                serve.delete(f"cold-v{version}")  # the version is an application of its own
             for name, batch in APPS.items():  # these two stay up for the load runs
                 cold.append(deploy_app(settings, url, version, name, batch))
             results["cold_starts"] = cold

@@ -148,6 +148,19 @@ def _mlflow(args: argparse.Namespace) -> None:
     open_ui(get_settings(), args.host, args.port)
 
 
+def _alerts(args: argparse.Namespace) -> None:
+    import asyncio
+
+    from llmops.alerts import alert_specs, install_alerts
+    from tasks.shared.settings import get_settings
+
+    url = args.webhook or get_settings().alert_webhook_url
+    if not url:
+        raise ValueError("give --webhook URL or set LLMOPS_ALERT_WEBHOOK_URL")
+    names = asyncio.run(install_alerts(url, alert_specs()))
+    print(f"alerts posting to {url}: {', '.join(names)}")
+
+
 def _count(text: str) -> int:
     """A count written as 7e9, 7_000_000_000 or 7000000000."""
     value = float(text.replace("_", ""))
@@ -236,6 +249,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(run=_mlflow)
+    p = commands.add_parser(
+        "alerts", help="install prefect.yaml's alerts as automations on the Prefect server"
+    )
+    p.add_argument("--webhook", help="the webhook URL (default: LLMOPS_ALERT_WEBHOOK_URL)")
+    p.set_defaults(run=_alerts)
     args = parser.parse_args(argv)
     try:
         args.run(args)

@@ -1,6 +1,8 @@
 """`python -m serving`: serve the registered model on local Ray (or `LLMOPS_RAY_ADDRESS`) until
 interrupted. Without --weights the champion takes all traffic and a challenger, if any, is
-served at weight 0 (reachable by pinning, `x-llmops-version`) until a canary raises it."""
+served at weight 0 (reachable by pinning, `x-llmops-version`) until a canary raises it, and the
+app follows the registry's aliases from then on: a promotion or a rollback (from the Prefect
+UI) changes what is served within seconds, without a redeploy."""
 
 from __future__ import annotations
 
@@ -62,6 +64,18 @@ def main(argv: list[str] | None = None) -> None:
         help="keep the router and retriever on nodes with these Ray labels "
         "(give the head `ray start --labels llmops.io/role=control`)",
     )
+    parser.add_argument(
+        "--follow-s",
+        type=float,
+        help="read the registry's aliases this often and follow them (default: "
+        "LLMOPS_SERVING_FOLLOW_S, 2 s; 0 = never; never with --weights)",
+    )
+    parser.add_argument(
+        "--bake-s",
+        type=float,
+        help="keep a replaced champion loaded at weight 0 this long (default: "
+        "LLMOPS_SERVING_BAKE_S, 1 h), so that a rollback is a weight change",
+    )
     args = parser.parse_args(argv)
 
     from ray import serve
@@ -89,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         model_cpus=args.model_cpus,
         model_replicas=args.model_replicas,
         control_labels=args.control_labels,
+        follow_s=0.0 if args.weights else _or(args.follow_s, settings.serving_follow_s),
+        bake_s=args.bake_s,
     )
     url = f"http://{args.host}:{args.port}"
     took = time.perf_counter() - started
@@ -112,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
         print("stopping the app …", flush=True)
         serve.shutdown()  # a local Ray ends with this process; its app first, in order
         print("stopped", flush=True)
+
+
+def _or(given: float | None, default: float) -> float:
+    return default if given is None else given
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -8,7 +8,8 @@ RayService's serveConfigV2 (`infra/serving/rayservice.yaml`) name
 Serve validates `args` into `ServingArgs` and calls `build` in the cluster (the controller's
 build task); endpoints and secrets come from the LLMOPS_* environment of the Ray pods, as
 everywhere else. Without `weights`, the registry's aliases decide, as for `python -m serving`:
-the champion takes all traffic and a challenger is served at weight 0.
+the champion takes all traffic and a challenger is served at weight 0, and the app follows the
+aliases from then on (`serving.follow`): promoting or rolling back needs no redeploy.
 """
 
 # No `from __future__ import annotations` here: Serve converts `args` into the builder's
@@ -54,6 +55,15 @@ class ServingArgs(BaseModel):
     control_labels: dict[str, str] | None = Field(
         None, description="Ray node labels the router and retriever must run on (the head's)."
     )
+    follow_s: float | None = Field(
+        None,
+        ge=0,
+        description="Follow the registry's aliases, read this often (none = the settings', "
+        "LLMOPS_SERVING_FOLLOW_S; 0 = never). Pinned weights are never followed.",
+    )
+    bake_s: float | None = Field(
+        None, ge=0, description="How long a replaced champion stays loaded at weight 0."
+    )
 
     @field_validator("weights")
     @classmethod
@@ -86,4 +96,13 @@ def build(args: ServingArgs) -> Application:
         model_cpus=args.model_cpus,
         model_replicas=args.model_replicas,
         control_labels=args.control_labels,
+        follow_s=follow_period(args, settings),
+        bake_s=args.bake_s,
     )
+
+
+def follow_period(args: ServingArgs, settings: Settings) -> float:
+    """Seconds between readings of the aliases; 0 when the weights are pinned."""
+    if args.weights is not None:
+        return 0.0
+    return settings.serving_follow_s if args.follow_s is None else args.follow_s

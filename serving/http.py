@@ -300,9 +300,12 @@ def http_app(router: Any) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        flusher = asyncio.create_task(gateway.flush_periodically())
+        background = [asyncio.create_task(gateway.flush_periodically())]
+        if router.follower is not None:
+            background.append(asyncio.create_task(router.follower.run()))
         yield
-        flusher.cancel()
+        for task in background:
+            task.cancel()
 
     app = FastAPI(title="llmops serving", summary="OpenAI-compatible, versioned", lifespan=lifespan)
 
@@ -331,6 +334,8 @@ def http_app(router: Any) -> FastAPI:
             "owned_by": "llmops",
             "versions": versions,
         }
+        if router.follower is not None:  # what the registry's aliases say is served
+            model["following"] = router.follower.describe()
         return JSONResponse({"object": "list", "data": [model]})
 
     @app.post("/admin/weights")

@@ -161,6 +161,10 @@ def running_platform(host: str, port: int, state: Path | None = None) -> Iterato
         started = time.monotonic()
         prefect(["--no-prompt", "deploy", "--all"], env)
         print(f"deployments registered in {time.monotonic() - started:.1f} s", flush=True)
+        if env.get("LLMOPS_ALERT_WEBHOOK_URL"):  # prefect.yaml's alerts, posting there
+            alerts = [str(Path(sys.executable).with_name("llmops")), "alerts"]
+            done = subprocess.run(alerts, cwd=REPO, env=env, capture_output=True, text=True)
+            print((done.stdout + done.stderr).strip(), flush=True)
         for pool in work_pools():
             log = state / "logs" / f"worker-{pool}.log"
             platform.processes[f"worker {pool}"] = spawn(

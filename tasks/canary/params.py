@@ -11,6 +11,8 @@ from tasks.clients.registry import MODEL_NAME
 from tasks.core.promotion import REGISTERED_MODEL
 from tasks.evaluate.params import AnswerParams, ContractParams
 
+ROLLED_BACK_EVENT = "llmops.canary.rolled-back"  # prefect.yaml's alert-canary-rolled-back
+
 
 class ThresholdParams(BaseModel):
     """How much worse than the champion the challenger may be before it is rolled back."""

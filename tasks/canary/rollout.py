@@ -38,11 +38,13 @@ def canary_versions(clients: Clients, name: str) -> dict[str, str]:
 
 
 def ensure_serving(clients: Clients, params: CanaryParams, versions: dict[str, str]) -> bool:
-    """Deploy {challenger: 0, champion: 100} unless the app already serves both; True if
-    deployed. A redeploy is a rolling update: the champion keeps answering."""
+    """Serve both versions, the challenger at weight 0; True if anything was loaded. A running
+    app gets the missing version loaded beside the others (nothing is redeployed: the champion
+    keeps answering, warm); otherwise the app is deployed, following the registry."""
     serve = clients.serve
     served = serve.served_versions(params.router_url)
-    if {versions["champion"], versions["challenger"]} <= set(served):
+    wanted = [versions["challenger"], versions["champion"]]
+    if set(wanted) <= set(served):
         return False
     clients.ray()
     if served and not serve.runs_here(params.app_name):  # the port is another Ray's
@@ -51,9 +53,15 @@ def ensure_serving(clients: Clients, params: CanaryParams, versions: dict[str, s
             "run's: set LLMOPS_RAY_ADDRESS to that cluster (`auto` for the one `make serve` "
             "started on this machine), or give router_url a free port"
         )
+    if served:
+        serve.add_versions([v for v in wanted if v not in served], params.app_name)
+        return True
     serve.start(params.router_url)
     weights = {versions["challenger"]: 0.0, versions["champion"]: 100.0}
-    serve.deploy(params.model_name, weights, params.app_name, **params.deploy_options())
+    follow_s = clients.settings.serving_follow_s
+    serve.deploy(
+        params.model_name, weights, params.app_name, follow_s=follow_s, **params.deploy_options()
+    )
     return True
 
 
@@ -230,9 +238,11 @@ def conclude(
     steps: list[StepResult],
     actor: str,
 ) -> CanaryOutcome:
-    """Promote (challenger 100 %, aliases moved, app redeployed with the new champion only),
-    roll back (challenger 0 %, alias cleared), or, when a step never got enough requests,
-    leave the aliases as they are with the champion taking all traffic again."""
+    """Promote (challenger 100 %, aliases moved; the old champion stays loaded at weight 0
+    for the bake period, so a rollback is a weight change), roll back (challenger 0 %, alias
+    cleared: a following app releases it), or, when a step never got enough requests, leave
+    the aliases as they are with the champion taking all traffic again. Nothing is
+    redeployed."""
     registry, serve, name = clients.registry, clients.serve, params.model_name
     last = steps[-1]
     why = "; ".join(last.reasons)
@@ -259,7 +269,6 @@ def conclude(
             actor=actor,
             reason=f"v{new} promoted to champion by the canary",
         )
-        serve.deploy(name, {new: 100.0}, params.app_name, **params.deploy_options())
         verdict = "promoted"
     else:
         serve.set_weights({new: 0.0, old: 100.0}, params.app_name)

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
+from prefect.events import emit_event
 
 from tasks.canary.answers import pinned_questions
-from tasks.canary.params import CanaryOutcome, CanaryParams, StepResult, report_markdown
+from tasks.canary.params import (
+    ROLLED_BACK_EVENT,
+    CanaryOutcome,
+    CanaryParams,
+    StepResult,
+    report_markdown,
+)
 from tasks.canary.rollout import (
     canary_versions,
     conclude,
@@ -19,6 +26,7 @@ from tasks.canary.rollout import (
 from tasks.clients import Clients
 from tasks.clients.secrets import with_serving_key
 from tasks.core.scorers import Example
+from tasks.monitor.params import model_resource
 from tasks.shared.caching import RETRIES
 from tasks.shared.runs import current_actor
 from tasks.shared.settings import get_settings
@@ -75,7 +83,22 @@ def canary_step_task(
 def conclude_task(
     params: CanaryParams, versions: dict[str, str], steps: list[StepResult]
 ) -> CanaryOutcome:
-    return conclude(_clients(), params, versions, steps, current_actor())
+    """Conclude; a rollback is also an event (`ROLLED_BACK_EVENT`), which prefect.yaml's
+    alert answers."""
+    outcome = conclude(_clients(), params, versions, steps, current_actor())
+    if outcome.verdict == "rolled back":
+        name, last = params.model_name, steps[-1]
+        emit_event(
+            ROLLED_BACK_EVENT,
+            resource={"prefect.resource.id": model_resource(name), "prefect.resource.name": name},
+            payload={
+                "challenger": outcome.challenger,
+                "champion": outcome.champion,
+                "percent": last.percent,
+                "reasons": last.reasons,
+            },
+        )
+    return outcome
 
 
 @task

@@ -57,7 +57,7 @@ class ServeControl:
     def deploy(
         self, model_name: str, weights: Mapping[str, float], app_name: str, **options: Any
     ) -> None:
-        """Start the application, or replace it (a rolling update of its replicas)."""
+        """Start the application (to add versions to a running one, `add_versions`)."""
         module, _, function = DEPLOY.partition(":")
         deploy = getattr(importlib.import_module(module), function)
         deploy(self.settings, model_name, weights, name=app_name, **options)
@@ -70,3 +70,13 @@ class ServeControl:
 
         handle = serve.get_app_handle(app_name)
         return handle.set_weights.remote(dict(weights)).result()
+
+    def add_versions(self, versions: list[str], app_name: str) -> list[str]:
+        """Load versions beside the running ones, at weight 0 (nothing is redeployed); the
+        versions served afterwards."""
+        from ray import serve
+
+        router = serve.get_app_handle(app_name)
+        for version in versions:
+            router.add_version.remote(str(version)).result()
+        return list(router.served.remote().result())

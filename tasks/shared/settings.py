@@ -58,6 +58,23 @@ class Settings(BaseSettings):
     serving_max_tokens: int = Field(
         256, ge=1, description="Most tokens generated per request; larger asks are capped."
     )
+    alert_webhook_url: str | None = Field(
+        None,
+        description="Where alerts go (a canary rollback, drift, a failed nightly): a webhook "
+        "taking Slack's JSON; `make ui` or `llmops alerts` installs them as Prefect automations.",
+    )
+    serving_follow_s: float = Field(
+        2.0,
+        ge=0,
+        description="How often the serving app reads the registry's aliases and follows them in "
+        "place (a new champion takes all traffic); 0 = it serves what it was deployed with.",
+    )
+    serving_bake_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How long a replaced champion stays loaded at weight 0, so that rolling "
+        "back to it is a weight change, not a model load.",
+    )
     judge_url: str | None = Field(
         None,
         description="An LLM judge's OpenAI-compatible base URL (with or without /v1); unset = "

@@ -1,6 +1,8 @@
-"""The canary_rollout flow end to end on a real local Ray Serve: a better challenger is promoted
-(and the app then serves it alone), a worse one is rolled back, and a client sending requests
-through the router the whole time sees no failed request."""
+"""The canary_rollout flow end to end on a real local Ray Serve app that follows the registry: a
+better challenger is promoted (the old champion stays loaded at weight 0 while it bakes), a worse
+one is rolled back (and released), then `rollback_model` puts the old champion back by a weight
+change alone, and a client sending requests through the router the whole time sees no failed
+request."""
 
 import asyncio
 import threading
@@ -44,6 +46,7 @@ class Load:
     statuses: Counter = field(default_factory=Counter)
     versions: Counter = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    answered: list[tuple[float, str]] = field(default_factory=list)  # (sent at, version)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -59,12 +62,14 @@ class Load:
                     "user": f"load-{i}",
                 }
                 try:
+                    sent = time.monotonic()
                     r = client.post("/v1/completions", json=body)
                     self.statuses[r.status_code] += 1
                     if r.status_code != 200:
                         self.failures.append(f"{r.status_code}: {r.text[:200]}")
                     else:
                         self.versions[r.json()["version"]] += 1
+                        self.answered.append((sent, r.json()["version"]))
                 except httpx.HTTPError as exc:
                     self.failures.append(repr(exc))
                 time.sleep(0.02)
@@ -95,7 +100,16 @@ def service(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
         registry.set_alias(MODEL, CHALLENGER, None, action="clear", reason="test", actor="test")
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        deploy(settings, MODEL, {first: 100.0}, name=APP, model_cpus=0.5, log_flush_s=1.0)
+        deploy(
+            settings,
+            MODEL,
+            {first: 100.0},
+            name=APP,
+            model_cpus=0.5,
+            log_flush_s=1.0,
+            follow_s=0.5,
+            bake_s=600,
+        )
         try:
             yield Service(f"http://127.0.0.1:{port}", world)
         finally:
@@ -130,10 +144,28 @@ def params(service: Service, **thresholds) -> CanaryParams:
     )
 
 
-def served(service: Service) -> dict[str, float]:
+def models(service: Service) -> dict:
     headers = {"authorization": f"Bearer {KEY}"}
-    body = httpx.get(f"{service.url}/v1/models", headers=headers, timeout=30).json()
-    return {v["version"]: v["weight"] for v in body["data"][0]["versions"]}
+    return httpx.get(f"{service.url}/v1/models", headers=headers, timeout=30).json()["data"][0]
+
+
+def served(service: Service) -> dict[str, float]:
+    return {v["version"]: v["weight"] for v in models(service)["versions"]}
+
+
+def served_soon(service: Service, expected: dict[str, float], within_s: float = 15) -> float:
+    """Seconds until the app serves `expected` (the follower reads the aliases every 0.5 s)."""
+    started = time.monotonic()
+    while (now := served(service)) != expected:
+        assert time.monotonic() - started < within_s, now
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def replicas(service: Service) -> dict[str, tuple[str, int]]:
+    """Each loaded version's replica and process: a load would change them."""
+    body = httpx.get(f"{service.url}/readyz", timeout=30).json()
+    return {v: (r["replica"], r["pid"]) for v, r in body["versions"].items()}
 
 
 async def canary_artifact() -> str:
@@ -168,7 +200,10 @@ def test_a_better_challenger_is_promoted_and_served_alone(
     promoted = registry.history(MODEL)[-2]
     assert "canary passed at 50%" in promoted.reason
     assert promoted.metrics["challenger_quality_bpb"] < promoted.metrics["champion_quality_bpb"]
-    assert served(service) == {new: 100.0} and outcome.served_now == [new]
+    # the old champion stays warm at weight 0 while it bakes: a rollback is a weight change
+    assert served(service) == {new: 100.0, old: 0.0} and set(outcome.served_now) == {new, old}
+    served_soon(service, {new: 100.0, old: 0.0})
+    assert models(service)["following"]["baking"] == old
     assert old != new
     report = asyncio.run(canary_artifact())
     assert "promoted" in report and "| 50% | challenger |" in report
@@ -197,7 +232,9 @@ def test_a_worse_challenger_is_rolled_back_and_nobody_notices(
     change = registry.history(MODEL)[-1]
     assert (change.alias, change.action, change.previous) == (CHALLENGER, "rollback", worse)
     assert "canary failed at 5%" in change.reason and "quality exceeds" in change.reason
-    assert served(service) == {worse: 0.0, champion: 100.0}  # deployed for the canary, at 0
+    # loaded beside the others for the canary, then released once no alias names it
+    baking = models(service)["following"]["baking"]
+    served_soon(service, {champion: 100.0, baking: 0.0})
 
     # zero downtime over both rollouts: the redeploys and every weight change included
     time.sleep(1.0)
@@ -205,3 +242,29 @@ def test_a_worse_challenger_is_rolled_back_and_nobody_notices(
     assert not load.failures, load.failures[:5]
     assert set(load.statuses) == {200}
     print(f"load generator: {dict(load.statuses)} by version {dict(load.versions)}")
+
+
+def test_rolling_back_during_the_bake_is_a_weight_change_under_load(
+    prefect_harness, service: Service, load: Load
+) -> None:
+    from flows.rollback import rollback_model
+    from tasks.promote.params import RollbackParams
+
+    registry = model_registry(service.world.settings)
+    current = registry.aliases(MODEL)[CHAMPION]
+    previous = models(service)["following"]["baking"]
+    before, answered = replicas(service), len(load.answered)
+    started = time.monotonic()
+    change = rollback_model(RollbackParams(model_name=MODEL, reason="test: bad answers"))
+    served_soon(service, {previous: 100.0, current: 0.0})
+    took = time.monotonic() - started
+    print(f"\nrollback flow start to 100 % on v{previous}: {took:.1f} s (warm, no load)")
+
+    assert (change.alias, change.version, change.action) == (CHAMPION, previous, "rollback")
+    assert took <= 10
+    assert replicas(service) == before  # the same replicas and processes: nothing loaded
+    time.sleep(2.0)  # requests sent after the switch
+    after = [version for sent, version in load.answered[answered:] if sent > started + took]
+    assert after and set(after) == {previous}, Counter(after)
+    assert not load.failures, load.failures[:5]
+    assert models(service)["following"]["baking"] == current  # the rolled-back one bakes now

@@ -39,7 +39,8 @@ ips = {{n.node_id: n.node_ip for n in list_nodes(address=address, limit=1000)}}
 print(json.dumps([
     {{"class": a.class_name, "ip": ips.get(a.node_id)}}
     for a in list_actors(address=address, detail=True, limit=10000)
-    if a.class_name.startswith("ServeReplica:{app}:") and a.state == "ALIVE"
+    if a.class_name.startswith(("ServeReplica:{app}:", "ServeReplica:{app}-v"))
+    and a.state == "ALIVE"
 ]))
 """
 
@@ -155,7 +156,7 @@ def replica_cpu_s(c: Cluster, host: str, version: str) -> float:
     for pid in pids.stdout.split():
         try:
             proc = psutil.Process(int(pid))
-            if f"ServeReplica:{APP}:model-v{version}" in " ".join(proc.cmdline()):
+            if f"ServeReplica:{APP}-v{version}:model-v{version}" in " ".join(proc.cmdline()):
                 used += sum(proc.cpu_times()[:2])
         except psutil.Error:  # ended meanwhile
             continue

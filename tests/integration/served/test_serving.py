@@ -46,6 +46,7 @@ def test_cached_batched_decoding_matches_transformers_generate(served_world: Wor
         report = compressed(served_world, f"decode-{name}", steps, quantized=quantized)
         model, tokenizer = load_model_folder(Path(report.candidates[0].folder))
         prompts = [tokenizer.encode(t) for t in ("The try statement", "x", "for i in range")]
+        tie = 2e-2 if quantized else 1e-4  # int8: about 1/127 of an activation's range
         batch = generate(model, tokenizer, prompts, max_tokens=12)
         for prompt, got in zip(prompts, batch, strict=True):
             ids = torch.tensor([prompt])
@@ -58,13 +59,32 @@ def test_cached_batched_decoding_matches_transformers_generate(served_world: Wor
                 pad_token_id=tokenizer.eos_token_id,
             )[0, len(prompt) :].tolist()
             if tokenizer.eos_token_id in expected:  # ours stops before EOS, HF keeps it
-                expected = expected[: expected.index(tokenizer.eos_token_id)]
-            assert got == expected
-            assert list(stream(model, tokenizer, prompt, 12)) == got
+                expected = expected[: expected.index(tokenizer.eos_token_id, tie)]
+            assert same_up_to_a_tie(model, prompt, got, expected, tokenizer.eos_token_id, tie)
+            streamed = list(stream(model, tokenizer, prompt, 12))
+            assert same_up_to_a_tie(model, prompt, streamed, got, tokenizer.eos_token_id, tie)
         sampled = generate(model, tokenizer, prompts, [3, 0, 5], [1.0, 1.0, 0.0], seed=7)
         assert [len(s) <= n for s, n in zip(sampled, (3, 0, 5), strict=True)] == [True] * 3
         assert sampled == generate(model, tokenizer, prompts, [3, 0, 5], [1.0, 1.0, 0.0], seed=7)
         assert sampled[2] == batch[2][:5]  # a greedy row is not disturbed by sampled ones
+
+
+def same_up_to_a_tie(
+    model, prompt: list[int], got: list[int], expected: list[int], eos: int, tolerance: float
+) -> bool:
+    """Equal, or equal until a step where both tokens' logits tie within `tolerance` (relative):
+    a padded batch sums in another order than one sequence alone, and dynamic int8 quantizes
+    activations with a scale taken over the whole batch, either of which may flip a near-tied
+    argmax there (and every later token with it). A real divergence has a clear winner."""
+    if got == expected:
+        return True
+    i = next(i for i in range(len(got) + 1) if got[i : i + 1] != expected[i : i + 1])
+    ours, theirs = (seq[i] if i < len(seq) else eos for seq in (got, expected))
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + got[:i]])).logits[0, -1].float()
+    gap = abs(float(logits[ours] - logits[theirs]))
+    assert gap < tolerance * max(1.0, float(logits.abs().max())), (i, gap, got, expected)
+    return True
 
 
 def test_both_apis_answer_with_the_version_that_served(service: Service) -> None:

@@ -1,0 +1,174 @@
+"""One served version: a Serve deployment that verifies, loads and warms up a registered
+version, then answers batched requests, retrieving passages for RAG from the router app's
+retriever. Each version runs as an application of its own (`serving.versions`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+
+from serving.api import ApiError, ChatRequest, Generation, GenerationRequest, Source, StreamStart
+from serving.prompts import prepare
+from serving.retriever import NOTHING_INDEXED
+from tasks.shared.generation import (
+    Limits,
+    Prompt,
+    PromptTooLong,
+    TextStream,
+    generate,
+    stream,
+    to_chunk,
+)
+from tasks.shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+RETRIEVER = "Retriever"  # the deployment in the router's app that every version retrieves from
+
+# Each of these deployments runs one replica (per version): a rolling update with Serve's default
+# (max_surge_percent=0) stops it before its replacement is up, leaving none for 15-30 s. The
+# requests caught then wait in the draining router for a champion that has no replica, and the
+# router is force-killed after graceful_shutdown_timeout_s (20 s) with them in flight: the proxy
+# answers a plain 500. Surging starts the replacement first and only then drains the old replica
+# (it needs room for one more replica of each version while a redeploy runs); the longer grace
+# lets a long generation (up to 30 s on CPU) finish on a draining replica.
+ROLLOUT = {"max_surge_percent": 100, "graceful_shutdown_timeout_s": 60}
+
+
+@serve.deployment(max_ongoing_requests=64, **ROLLOUT)
+class ModelServer:
+    """One registered version: verified, loaded, warmed up, answering batched requests."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model_name: str,
+        version: str,
+        retriever_app: str | None = None,
+        max_batch_size: int = 8,
+        batch_wait_timeout_s: float = 0.01,
+        threads: int = 1,
+    ) -> None:
+        import torch
+
+        from tasks.clients.registry import model_registry
+        from tasks.shared.models import load_model_folder
+
+        torch.set_num_threads(threads)
+        started = time.perf_counter()
+        folder = model_registry(settings).download_verified(model_name, version)  # verified
+        self.model, self.tokenizer = load_model_folder(folder, settings.allow_pickle)
+        self.version = version
+        self.retriever = (
+            serve.get_deployment_handle(RETRIEVER, app_name=retriever_app)
+            if retriever_app
+            else None
+        )
+        self.limits = Limits.of(
+            self.model,
+            self.tokenizer,
+            settings.serving_max_prompt_tokens,
+            settings.serving_max_tokens,
+        )
+        self._batch.set_max_batch_size(max_batch_size)
+        self._batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        # The first forward pass pays lazy set-up (int8 weight packing, allocator): not a user.
+        generate(self.model, self.tokenizer, [self.tokenizer.encode("warm up") or [0]], 2)
+        self.load_s = time.perf_counter() - started
+
+    async def ready(self) -> dict[str, Any]:
+        """Only answered once __init__ (load and warm-up) is done."""
+        replica = serve.get_replica_context().replica_id.unique_id
+        return {
+            "version": self.version,
+            "replica": replica,
+            "pid": os.getpid(),
+            "load_s": round(self.load_s, 3),
+            "window": self.limits.window,
+        }
+
+    async def complete(self, request: GenerationRequest) -> Generation | ApiError:
+        try:
+            prompt = await self._prepare(request)
+        except ApiError as refusal:
+            return refusal
+        ids = await self._batch((prompt.ids, prompt.max_new, request.temperature))
+        return self._result(prompt, ids)
+
+    async def stream(
+        self, request: GenerationRequest
+    ) -> AsyncIterator[StreamStart | str | Generation | ApiError]:
+        """A StreamStart, then text deltas, then the whole Generation (or one ApiError)."""
+        try:
+            prompt = await self._prepare(request)
+        except ApiError as refusal:
+            yield refusal
+            return
+        yield StreamStart(prompt_tokens=len(prompt.ids), sources=_sources(prompt))
+        tokens = stream(self.model, self.tokenizer, prompt.ids, prompt.max_new, request.temperature)
+        text, ids = TextStream(self.tokenizer), []
+        while (token := await asyncio.to_thread(next, tokens, None)) is not None:
+            ids.append(token)
+            if delta := text.push(token):
+                yield delta
+        yield self._result(prompt, ids)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _batch(self, jobs: list[tuple[list[int], int, float]]) -> list[list[int]]:
+        prompts, limits, temps = (list(column) for column in zip(*jobs, strict=True))
+        # In a thread: the replica's event loop keeps queueing the next batch meanwhile.
+        return await asyncio.to_thread(generate, self.model, self.tokenizer, prompts, limits, temps)
+
+    async def _prepare(self, request: GenerationRequest) -> Prompt:
+        try:
+            prompt = prepare(self.tokenizer, request, self.limits, None)  # length first, cheap
+            rag = request.rag if request.rag is not None else isinstance(request, ChatRequest)
+            if not rag:
+                return prompt
+            hits = NOTHING_INDEXED
+            if self.retriever is not None:
+                hits = await self._retrieve(request.question, request.top_k)
+            if isinstance(hits, str):  # why there are no passages
+                if request.rag:  # asked for explicitly: say why it cannot be done
+                    raise ApiError(503, hits, "retrieval_unavailable")
+                return prompt  # chat's default: answer without passages meanwhile
+            chunks = [
+                to_chunk(self.tokenizer, h["text"], h["doc_id"], h["source"], h["score"])
+                for h in hits
+            ]
+            return prepare(self.tokenizer, request, self.limits, chunks)
+        except PromptTooLong as exc:
+            raise ApiError(
+                400, f"{exc} (limit {exc.limit}, got {exc.count})", "context_length_exceeded"
+            ) from None
+
+    async def _retrieve(self, question: str, top_k: int) -> list[dict[str, Any]] | str:
+        try:
+            return await self.retriever.search.remote(question, top_k)
+        except Exception as exc:  # the index is down, not this model: say which
+            logger.exception("retrieval failed")
+            raise ApiError(
+                503, f"retrieval failed: {type(exc).__name__}", "retrieval_unavailable"
+            ) from None
+
+    def _result(self, prompt: Prompt, ids: list[int]) -> Generation:
+        return Generation(
+            text=self.tokenizer.decode(ids, skip_special_tokens=True),
+            prompt_tokens=len(prompt.ids),
+            completion_tokens=len(ids),
+            finish_reason="length" if len(ids) >= prompt.max_new else "stop",
+            sources=_sources(prompt),
+        )
+
+
+def _sources(prompt: Prompt) -> list[Source]:
+    # The text as `build_prompt` puts it in: what the answer's groundedness is judged against.
+    return [
+        Source(doc_id=c.doc_id, source=c.source, score=c.score, text=c.text.strip())
+        for c in prompt.chunks
+    ]
