@@ -33,6 +33,7 @@ from ray.serve.handle import DeploymentHandle
 from serving.http import http_app
 from serving.model import RETRIEVER, ROLLOUT
 from serving.retriever import Retriever
+from serving.shadow import checked_shadow
 from serving.versions import ModelOptions, Versions
 from tasks.clients.secrets import with_serving_key
 from tasks.core.routing import normalise_weights
@@ -65,6 +66,7 @@ class Router:
         self.settings, self.model_name = settings, model_name
         self.servers: dict[str, DeploymentHandle] = {}
         self.weights: dict[str, float] = {}
+        self.shadow: dict[str, float] = {}  # version -> % of live requests mirrored to it
         app_name = serve.get_replica_context().app_name
         self.versions = Versions(settings, model_name, app_name, options)
         self.metrics = ServingMetrics()
@@ -95,6 +97,13 @@ class Router:
         logger.info("weights now %s", self.weights)
         return self.weights
 
+    async def set_shadow(self, shadow: dict[str, float]) -> dict[str, float]:
+        """Mirror a share of live requests to versions whose answers users do not get
+        (`serving.shadow`); {} stops it. ValueError leaves it as it was."""
+        self.shadow = checked_shadow(shadow, self.servers)
+        logger.info("shadow now %s", self.shadow)
+        return self.shadow
+
     async def add_version(self, version: str) -> None:
         """Load a version beside the others, at weight 0 (a no-op when it is loaded)."""
         async with self.changes:
@@ -115,6 +124,7 @@ class Router:
             if self.weights.get(version, 0.0) > 0:
                 raise ValueError(f"version {version} still has weight {self.weights[version]}")
             self.weights = {v: w for v, w in self.weights.items() if v != version}
+            self.shadow = {v: p for v, p in self.shadow.items() if v != version}
             self.servers = {v: h for v, h in self.servers.items() if v != version}
             await asyncio.to_thread(self.versions.release, version)
 

@@ -12,13 +12,11 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from ray.exceptions import RayActorError
 from starlette.exceptions import HTTPException
 
 from serving.api import (
@@ -39,47 +37,17 @@ from serving.api import (
     stream_chunk,
 )
 from serving.page import add_chat_page
+from serving.record import Record, complete
+from serving.shadow import Mirror
 from tasks.core.routing import SESSION_HEADER, VERSION_HEADER, UnknownVersion, choose_version
 
 logger = logging.getLogger(__name__)
-REQUEST_ID_HEADER = "x-llmops-request-id"  # the request log's key, also on refusals
-NO_VERSION = "none"  # requests refused before a version was chosen
-
-
-@dataclass
-class Record:
-    """One request on its way to the request log and the metrics."""
-
-    request_id: str
-    route: str
-    started: float = field(default_factory=time.perf_counter)
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    version: str = NO_VERSION
-    status: int = 200
-    prompt: str = ""
-    response: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
-    session: str | None = None
-    sources: list[dict[str, Any]] | None = None
-
-    def answered(self, out: Generation) -> None:
-        self.response, self.prompt_tokens = out.text, out.prompt_tokens
-        self.completion_tokens = out.completion_tokens
-        self.sources = [s.model_dump() for s in out.sources]
-
-    def refused(self, error: ApiError) -> None:
-        self.status, self.error = error.status, error.message
-
-    def headers(self) -> dict[str, str]:
-        chosen = {VERSION_HEADER: self.version} if self.version != NO_VERSION else {}
-        return {REQUEST_ID_HEADER: self.request_id, **chosen}
 
 
 class Gateway:
     def __init__(self, router: Any) -> None:
         self.router = router  # weights change under us (reconfigure): read them per request
+        self.mirror = Mirror(self)
 
     def authorize(self, request: Request) -> None:
         key = self.router.api_key
@@ -129,8 +97,11 @@ class Gateway:
                     "model_not_found",
                 )
             rec.session = http.headers.get(SESSION_HEADER) or req.user
-            rec.version = self.choose(http.headers.get(VERSION_HEADER), rec.session)
+            pinned = http.headers.get(VERSION_HEADER)
+            rec.version = self.choose(pinned, rec.session)
             server = self.router.servers[rec.version]
+            if pinned is None:  # live traffic only: pinned requests ask one version on purpose
+                self.mirror.send(req, rec.version, rec)
             if req.stream:
                 events = server.options(stream=True).stream.remote(req)
                 first = await events.__anext__()
@@ -277,17 +248,6 @@ def _matches(request: Request, key: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), key.encode())
 
 
-async def complete(server: Any, req: Any) -> Any:
-    """The model's answer; once more if the replica died under the request (its node went
-    away): Serve's handle has then dropped that replica, so the retry lands on a live one of
-    the same version. Generation has no side effects, so a second try is safe."""
-    try:
-        return await server.complete.remote(req)
-    except RayActorError as exc:
-        logger.warning("replica lost (%s); retrying on another replica", type(exc).__name__)
-        return await server.complete.remote(req)
-
-
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
     headers = dict(headers or {})
     if error.status == 401:
@@ -333,6 +293,7 @@ def http_app(router: Any) -> FastAPI:
             "object": "model",
             "owned_by": "llmops",
             "versions": versions,
+            "shadow": router.shadow,
         }
         if router.follower is not None:  # what the registry's aliases say is served
             model["following"] = router.follower.describe()

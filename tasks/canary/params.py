@@ -30,6 +30,15 @@ class CanaryParams(BaseModel):
         REGISTERED_MODEL, pattern=MODEL_NAME.pattern, description="Registered model rolled out."
     )
     steps: list[float] = Field([5, 25, 50, 100], description="Challenger %, ending at 100.")
+    shadow_percent: float = Field(
+        0,
+        ge=0,
+        le=100,
+        title="Shadow step (% mirrored)",
+        description="First mirror this share of live requests to the challenger: users get the "
+        "champion's answers only, the challenger's are logged and judged like a step's. "
+        "0 = no shadow step.",
+    )
     thresholds: ThresholdParams = Field(
         default_factory=ThresholdParams, description="When a step rolls back."
     )
@@ -77,6 +86,7 @@ class CanaryParams(BaseModel):
 
 class StepResult(BaseModel):
     percent: float
+    shadow: float = Field(0, description="% of live requests mirrored (a shadow step; percent 0)")
     action: str
     reasons: list[str]
     stats: dict[str, dict[str, float | None]]  # "champion"/"challenger" -> figures
@@ -84,6 +94,10 @@ class StepResult(BaseModel):
     seconds: float
     pinned: int = Field(0, description="Pinned questions both versions answered.")
     extensions: int = Field(0, description="Rounds added because answers were inconclusive.")
+
+    @property
+    def label(self) -> str:
+        return f"shadow {self.shadow:g}%" if self.shadow else f"{self.percent:g}%"
 
 
 class CanaryOutcome(BaseModel):
@@ -105,7 +119,7 @@ def report_markdown(outcome: CanaryOutcome) -> str:
             f = s.stats[role]
             q = "n/a" if f["quality_bpb"] is None else f"{f['quality_bpb']:.4f}"
             rows.append(
-                f"| {s.percent:g}% | {role} | {f['requests']:.0f} | {f['errors']:.0f} | "
+                f"| {s.label} | {role} | {f['requests']:.0f} | {f['errors']:.0f} | "
                 f"{f['p95_ms']:.1f} | {q} | {_num(f.get('pinned_token_f1'))} | "
                 f"{_num(f.get('live_groundedness'))} | {s.action} | {s.pinned} "
                 f"(+{s.extensions}) | {s.replayed} |"

@@ -143,13 +143,36 @@ def run_step(
     quality: dict[str, float] | None,
     prompts: list[str],
     pinned: Sequence[Example] = (),
+    shadow: float = 0.0,
 ) -> StepResult:
-    """Set the split; both versions answer a round of the pinned questions; gather stats since,
-    replaying if short, until a verdict or max_wait_s. An inconclusive verdict on the answers
-    adds a round of pinned questions (up to max_extensions), then ends the step as it is."""
-    roles = canary_weights(percent)
+    """Set the split (or, for a shadow step, mirror `shadow` % of live requests to the
+    challenger while the champion answers every user); both versions answer a round of the
+    pinned questions; gather stats since, replaying if short, until a verdict or max_wait_s. An
+    inconclusive verdict on the answers adds a round of pinned questions (up to
+    max_extensions), then ends the step as it is."""
+    roles = canary_weights(0.0 if shadow else percent)
     split = {versions[r]: roles[r] for r in ("challenger", "champion")}
     clients.serve.set_weights(split, params.app_name)
+    if not shadow:
+        return _judge_step(clients, params, versions, percent, last, quality, prompts, pinned)
+    clients.serve.set_shadow({versions["challenger"]: shadow}, params.app_name)
+    try:
+        step = _judge_step(clients, params, versions, 0.0, last, quality, prompts, pinned)
+    finally:
+        clients.serve.set_shadow({}, params.app_name)
+    return step.model_copy(update={"shadow": shadow})
+
+
+def _judge_step(
+    clients: Clients,
+    params: CanaryParams,
+    versions: dict[str, str],
+    percent: float,
+    last: bool,
+    quality: dict[str, float] | None,
+    prompts: list[str],
+    pinned: Sequence[Example],
+) -> StepResult:
     started, since, replayed = time.monotonic(), datetime.now(UTC), 0
     t = CanaryThresholds(**params.thresholds.model_dump())
     rounds = PinnedRounds(clients, params, versions, pinned)
@@ -259,7 +282,7 @@ def conclude(
             action="promote",
             actor=actor,
             metrics=figures,
-            reason=f"canary passed at {last.percent:g}%: {why}",
+            reason=f"canary passed at {last.label}: {why}",
         )
         registry.set_alias(
             name,
@@ -280,7 +303,7 @@ def conclude(
                 action="rollback",
                 actor=actor,
                 metrics=figures,
-                reason=f"canary failed at {last.percent:g}%: {why}",
+                reason=f"canary failed at {last.label}: {why}",
             )
         verdict = "rolled back" if last.action == "rollback" else "inconclusive"
     aliases = registry.aliases(name)

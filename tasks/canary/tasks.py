@@ -66,7 +66,16 @@ def pinned_questions_task(params: CanaryParams, versions: dict[str, str]) -> lis
     return pinned_questions(Clients(), params.model_name, versions["challenger"], limit)
 
 
-@task(task_run_name="canary step {percent}%")
+def _step_name() -> str:
+    from prefect.runtime import task_run
+
+    given = task_run.parameters
+    if given.get("shadow"):
+        return f"canary shadow {given['shadow']:g}%"
+    return f"canary step {given['percent']:g}%"
+
+
+@task(task_run_name=_step_name)
 def canary_step_task(
     params: CanaryParams,
     versions: dict[str, str],
@@ -75,8 +84,10 @@ def canary_step_task(
     quality: dict[str, float] | None,
     prompts: list[str],
     pinned: list[Example],
+    shadow: float = 0.0,
 ) -> StepResult:
-    return run_step(_clients(), params, versions, percent, last, quality, prompts, pinned)
+    clients = _clients()
+    return run_step(clients, params, versions, percent, last, quality, prompts, pinned, shadow)
 
 
 @task
@@ -95,6 +106,7 @@ def conclude_task(
                 "challenger": outcome.challenger,
                 "champion": outcome.champion,
                 "percent": last.percent,
+                "step": last.label,
                 "reasons": last.reasons,
             },
         )

@@ -71,6 +71,14 @@ class ServeControl:
         handle = serve.get_app_handle(app_name)
         return handle.set_weights.remote(dict(weights)).result()
 
+    def set_shadow(self, shadow: Mapping[str, float], app_name: str) -> dict[str, float]:
+        """Mirror {version: percent} of live requests to versions users get no answer from
+        ({} stops it); the router's shadow afterwards."""
+        from ray import serve
+
+        handle = serve.get_app_handle(app_name)
+        return handle.set_shadow.remote(dict(shadow)).result()
+
     def add_versions(self, versions: list[str], app_name: str) -> list[str]:
         """Load versions beside the running ones, at weight 0 (nothing is redeployed); the
         versions served afterwards."""

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 # How a caller pins a version and names its session (sticky routing) over HTTP.
 VERSION_HEADER, SESSION_HEADER = "x-llmops-version", "x-llmops-session"
+# The request log's route prefix for shadow copies (a challenger's answers no user got).
+SHADOW = "shadow:"
 
 
 class UnknownVersion(ValueError):

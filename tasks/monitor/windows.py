@@ -19,6 +19,7 @@ from tasks.clients.request_schema import SCHEMA
 from tasks.core.drift import TimeRange
 from tasks.core.drift_figures import VersionFigures, WindowFigures
 from tasks.core.language import detect_language
+from tasks.core.routing import SHADOW
 from tasks.core.text_features import (
     best_score,
     document_frequency,
@@ -46,12 +47,14 @@ CATEGORICAL = ["language", "version", "failed"]
 
 
 def requests_in(folder: Path, window: TimeRange) -> pd.DataFrame:
-    """The flushed requests of the log folder with start <= at < end, oldest first. Records
-    still in a writer's WAL (at most `log_flush_s`, 30 s by default) come in the next run."""
+    """The flushed requests of the log folder with start <= at < end, oldest first, less the
+    shadow copies (no user got those answers). Records still in a writer's WAL (at most
+    `log_flush_s`, 30 s by default) come in the next run."""
     if not folder.exists():
         return SCHEMA.empty_table().to_pandas()
     frame = read_requests(folder, since=window.start)
-    return frame[frame["at"] < pd.Timestamp(window.end)].reset_index(drop=True)
+    served = (frame["at"] < pd.Timestamp(window.end)) & ~frame["route"].str.startswith(SHADOW)
+    return frame[served].reset_index(drop=True)
 
 
 @dataclass

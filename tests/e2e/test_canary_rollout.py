@@ -1,8 +1,8 @@
 """The canary_rollout flow end to end on a real local Ray Serve app that follows the registry: a
 better challenger is promoted (the old champion stays loaded at weight 0 while it bakes), a worse
-one is rolled back (and released), then `rollback_model` puts the old champion back by a weight
-change alone, and a client sending requests through the router the whole time sees no failed
-request."""
+one is rolled back at a shadow step without ever answering a user (and is released), then
+`rollback_model` puts the old champion back by a weight change alone, and a client sending
+requests through the router the whole time sees no failed request."""
 
 import asyncio
 import threading
@@ -13,6 +13,7 @@ from copy import deepcopy
 from dataclasses import dataclass, field, replace
 
 import httpx
+import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from pydantic import SecretStr
@@ -21,7 +22,9 @@ from flows.canary import canary_rollout
 from tasks.canary.params import CanaryParams, ThresholdParams
 from tasks.clients import Clients
 from tasks.clients.registry import model_registry
+from tasks.clients.request_log import read_acknowledged
 from tasks.core.promotion import CHALLENGER, CHAMPION
+from tasks.core.routing import SHADOW
 from tasks.promote.params import Candidate
 from tasks.promote.registration import register_candidate
 
@@ -210,33 +213,43 @@ def test_a_better_challenger_is_promoted_and_served_alone(
     assert not load.failures, load.failures[:5]
 
 
-def test_a_worse_challenger_is_rolled_back_and_nobody_notices(
+def test_a_worse_challenger_is_rolled_back_in_the_shadow_and_never_reaches_a_user(
     prefect_harness, service: Service, load: Load
 ) -> None:
     registry = model_registry(service.world.settings)
     champion = registry.aliases(MODEL)[CHAMPION]
     worse = register(service.world, "v3", 1)  # barely trained: far more bits per byte
     assert registry.aliases(MODEL) == {CHAMPION: champion, CHALLENGER: worse}
-    before = sum(load.statuses.values())
+    before, answered = sum(load.statuses.values()), len(load.answered)
     started = time.perf_counter()
-    outcome = canary_rollout(params(service, max_p95_ratio=20.0))  # quality alone fails it
+    since = pd.Timestamp.now(tz="UTC")
+    # quality alone fails it, at the shadow step: half of the live requests mirrored to it
+    outcome = canary_rollout(
+        params(service, max_p95_ratio=20.0).model_copy(update={"shadow_percent": 50.0})
+    )
     print(
         f"\nrollback rollout: {time.perf_counter() - started:.1f} s, "
-        f"{[(s.percent, s.action, s.replayed) for s in outcome.steps]}"
+        f"{[(s.label, s.action, s.replayed) for s in outcome.steps]}"
     )
 
     assert outcome.verdict == "rolled back"
-    assert [s.action for s in outcome.steps] == ["rollback"]
+    assert [(s.label, s.action) for s in outcome.steps] == [("shadow 50%", "rollback")]
     assert any(r.startswith("quality exceeds") for r in outcome.steps[0].reasons)
     assert registry.aliases(MODEL) == {CHAMPION: champion}
     change = registry.history(MODEL)[-1]
     assert (change.alias, change.action, change.previous) == (CHALLENGER, "rollback", worse)
-    assert "canary failed at 5%" in change.reason and "quality exceeds" in change.reason
+    assert "canary failed at shadow 50%" in change.reason and "quality exceeds" in change.reason
     # loaded beside the others for the canary, then released once no alias names it
     baking = models(service)["following"]["baking"]
     served_soon(service, {champion: 100.0, baking: 0.0})
+    assert models(service)["shadow"] == {}  # the mirror is off again
 
-    # zero downtime over both rollouts: the redeploys and every weight change included
+    # no user got an answer from it, while it did answer the mirrored copies
+    assert worse not in {version for _, version in load.answered[answered:]}
+    log = read_acknowledged(service.world.settings.requests_dir, since.to_pydatetime())
+    mirrored = log[log["route"].str.startswith(SHADOW)]
+    assert len(mirrored) > 0 and set(mirrored["version"]) == {worse}
+    # zero downtime over both rollouts: every load and weight change included
     time.sleep(1.0)
     assert sum(load.statuses.values()) - before > 10
     assert not load.failures, load.failures[:5]
