@@ -321,3 +321,17 @@ def test_the_feedback_log_is_kept_the_same_way_beside_the_requests(tmp_path: Pat
     assert ids(tmp_path) == ["req-0"]
     assert list(read_requests(tmp_path, request_ids=["req-0", "req-9"])["request_id"]) == ["req-0"]
     assert read_requests(tmp_path, request_ids=[]).empty
+
+
+def test_monitoring_leaves_shadow_copies_out_of_served_traffic(tmp_path: Path) -> None:
+    from tasks.core.drift import TimeRange
+    from tasks.core.routing import SHADOW
+    from tasks.monitor.windows import requests_in
+
+    log = RequestLog(tmp_path)
+    log.append(record(1))
+    log.append(record(2, route=SHADOW + "/v1/generate", version="challenger"))
+    log.close()
+    window = TimeRange(T0, T0 + timedelta(minutes=1))
+    assert len(read_requests(tmp_path)) == 2  # the log keeps both: the canary judges copies
+    assert list(requests_in(tmp_path, window)["request_id"]) == ["req-1"]
