@@ -11,6 +11,7 @@ loopback port under a test's folder, waited for until healthy, and stopped after
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -102,10 +103,15 @@ def milvus_server(root: Path) -> Iterator[Server]:
         server.stop()
 
 
+MLFLOW_ADMIN = ("admin", "admin-password-for-tests")
+
+
 @contextmanager
-def mlflow_server(root: Path) -> Iterator[Server]:
+def mlflow_server(root: Path, auth: bool = False) -> Iterator[Server]:
     """`mlflow server` with a SQLite database; it stores and serves artifacts under
-    `root`/artifacts (runs' artifact URIs are `mlflow-artifacts:/...`)."""
+    `root`/artifacts (runs' artifact URIs are `mlflow-artifacts:/...`). With `auth`, MLflow's
+    basic-auth app: users and permissions, `MLFLOW_ADMIN` the admin, READ for everyone else
+    unless granted more; `env` then holds the admin's credentials."""
     port = free_port()
     artifacts = root / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -124,13 +130,30 @@ def mlflow_server(root: Path) -> Iterator[Server]:
         "--workers",
         "1",
     ]
+    env, client_env = None, {}
+    if auth:
+        config = root / "basic_auth.ini"
+        config.write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = sqlite:///{root / 'auth.db'}\n"
+            f"admin_username = {MLFLOW_ADMIN[0]}\nadmin_password = {MLFLOW_ADMIN[1]}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        args += ["--app-name", "basic-auth"]
+        env = {
+            **os.environ,
+            "MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),  # CSRF of its user forms
+        }
+        user, password = MLFLOW_ADMIN
+        client_env = {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
     started = time.monotonic()
-    with _process(args, root / "mlflow-server.log") as proc:
+    with _process(args, root / "mlflow-server.log", env) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(
             f"{url}/health", lambda: proc.poll() is None, root / "mlflow-server.log", 120
         )
-        yield Server(url, artifacts, time.monotonic() - started)
+        yield Server(url, artifacts, time.monotonic() - started, env=client_env)
 
 
 @contextmanager

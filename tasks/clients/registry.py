@@ -54,6 +54,26 @@ class ModelRegistry:
         uri = settings.tracking_uri
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
 
+    def current_user(self) -> str | None:
+        """The user the tracking server authenticated this client as (MLflow's basic-auth app,
+        credentials from MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD), or None where
+        nothing authenticates (a local store, a server without authentication)."""
+        uri = self.settings.tracking_uri
+        if not uri.startswith(("http://", "https://")):
+            return None
+        from mlflow.utils.credentials import get_default_host_creds
+        from mlflow.utils.rest_utils import http_request
+
+        creds = get_default_host_creds(uri)
+        if not creds.username:
+            return None
+        response = http_request(creds, "/api/2.0/mlflow/users/current", "GET")
+        if response.status_code == 401:
+            raise PermissionError(f"{uri} refused the credentials of {creds.username!r}")
+        if response.status_code != 200:  # 404: the server has no authentication
+            return None
+        return str(response.json()["user"]["username"])
+
     # Versions
 
     def aliases(self, name: str) -> dict[str, str]:
@@ -142,13 +162,27 @@ class ModelRegistry:
         actor: str,
         metrics: dict[str, float] | None = None,
     ) -> AliasChange:
-        """Point `alias` at `version` (None removes it) and record the change."""
+        """Point `alias` at `version` (None removes it) and record the change. Against a server
+        with authentication, the recorded actor is the user it authenticated (the given `actor`,
+        a typed name or a flow run, follows in brackets), and a user without the permission to
+        move the alias gets a PermissionError, with nothing changed."""
+        user = self.current_user()  # first: wrong credentials fail here, clearly
         previous = self.aliases(name).get(alias, NONE)
-        if version is None:
-            if previous != NONE:
-                self.client.delete_registered_model_alias(name, alias)
-        else:
-            self.client.set_registered_model_alias(name, alias, version)
+        if user is not None:
+            actor = user if actor in ("", user) else f"{user} (via {actor})"
+        try:
+            if version is None:
+                if previous != NONE:
+                    self.client.delete_registered_model_alias(name, alias)
+            else:
+                self.client.set_registered_model_alias(name, alias, version)
+        except MlflowException as exc:
+            if exc.error_code != "PERMISSION_DENIED":
+                raise
+            raise PermissionError(
+                f"{user} may not move {name}@{alias}: the registry refused it (MLflow needs "
+                "EDIT or MANAGE on the model for that user)"
+            ) from None
         change = AliasChange(
             model=name,
             alias=alias,
