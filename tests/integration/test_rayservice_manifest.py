@@ -37,7 +37,7 @@ from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDepl
 
 from tasks.shared.settings import REPO_ROOT, Settings, get_settings
 
-from manifests import kubernetes_versions, validate_pod_template
+from manifests import kubernetes_versions, load_documents, validate, validate_pod_template
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +251,18 @@ def test_every_node_gets_the_same_settings(manifest: dict[str, Any]) -> None:
     assert ours, "the state folder at least is set"
     for env in ours:  # pydantic-settings ignores unknown variables: a typo would be silent
         assert env.removeprefix("LLMOPS_").lower() in Settings.model_fields, env
+
+
+def test_the_state_outlives_a_pod(manifest: dict[str, Any]) -> None:
+    """LLMOPS_HOME (request log, Feast registry, model copies) is the claim in state.yaml,
+    shared by every pod, never an emptyDir that a pod takes with it."""
+    (claim,) = load_documents(REPO_ROOT / "infra" / "serving" / "state.yaml")
+    for version in kubernetes_versions():
+        validate(claim, version)
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # every Ray pod mounts it
+    for name, template in pod_templates(manifest).items():
+        (state,) = [v for v in template["spec"]["volumes"] if v["name"] == "state"]
+        assert state == {
+            "name": "state",
+            "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]},
+        }, name
