@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         weights = args.weights or weights_from_aliases(model_registry(settings).aliases(args.model))
     except ValueError as exc:
         parser.exit(1, f"serving: {exc}\n")
+    follow_s = 0.0 if args.weights else _or(args.follow_s, settings.serving_follow_s)
     started = time.perf_counter()
     ensure_ray(settings)
     serve.start(http_options={"host": args.host, "port": args.port})
@@ -103,12 +104,17 @@ def main(argv: list[str] | None = None) -> None:
         model_cpus=args.model_cpus,
         model_replicas=args.model_replicas,
         control_labels=args.control_labels,
-        follow_s=0.0 if args.weights else _or(args.follow_s, settings.serving_follow_s),
+        follow_s=follow_s,
         bake_s=args.bake_s,
     )
     url = f"http://{args.host}:{args.port}"
     took = time.perf_counter() - started
     print(f"serving {args.model} {weights} at {url}/v1 (up in {took:.1f} s)")
+    if follow_s:
+        print(
+            f"  following the registry's aliases (read every {follow_s:g} s): promote or roll "
+            "back from the Prefect UI, no restart needed"
+        )
     print(
         f"  try: curl {url}/v1/completions -H 'content-type: application/json' "
         '-d \'{"prompt": "The with statement"}\''
