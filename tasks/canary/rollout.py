@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import httpx
@@ -153,69 +153,51 @@ def run_step(
     roles = canary_weights(0.0 if shadow else percent)
     split = {versions[r]: roles[r] for r in ("challenger", "champion")}
     clients.serve.set_weights(split, params.app_name)
-    if not shadow:
-        return _judge_step(clients, params, versions, percent, last, quality, prompts, pinned)
-    clients.serve.set_shadow({versions["challenger"]: shadow}, params.app_name)
-    try:
-        step = _judge_step(clients, params, versions, 0.0, last, quality, prompts, pinned)
-    finally:
-        clients.serve.set_shadow({}, params.app_name)
-    return step.model_copy(update={"shadow": shadow})
-
-
-def _judge_step(
-    clients: Clients,
-    params: CanaryParams,
-    versions: dict[str, str],
-    percent: float,
-    last: bool,
-    quality: dict[str, float] | None,
-    prompts: list[str],
-    pinned: Sequence[Example],
-) -> StepResult:
-    started, since, replayed = time.monotonic(), datetime.now(UTC), 0
-    t = CanaryThresholds(**params.thresholds.model_dump())
-    rounds = PinnedRounds(clients, params, versions, pinned)
-    answers = rounds.ask()
-    while True:
-        frame = read_acknowledged(clients.settings.requests_dir, since)
-        stats = step_stats(frame, versions, quality)
-        verdict = decide_step(stats["champion"], stats["challenger"], t, last, answers)
-        waited = time.monotonic() - started
-        if verdict.action == "extend" and rounds.extensions < params.max_extensions:
-            more = rounds.ask()
-            if more is not None:  # None: no question left, the step ends as it is
-                answers = more
-                continue
-        if verdict.action != "wait" or waited > params.max_wait_s:
-            break
-        if params.replay:
-            short = max(t.min_requests - s.requests for s in stats.values())
-            replayed += replay(clients, params, versions, prompts, short)
-        else:
-            time.sleep(min(2.0, params.max_wait_s))
-    live = live_groundedness(frame, versions, {e.question for e in pinned})
-    figures = {
-        role: {
-            "requests": s.requests,
-            "errors": s.errors,
-            "p95_ms": s.p95_ms,
-            "quality_bpb": s.quality,
-            "pinned_token_f1": rounds.mean(role, params.contract.primary),
-            "live_groundedness": live[role],
+    with mirrored(clients, params.app_name, versions["challenger"], shadow):
+        started, since, replayed = time.monotonic(), datetime.now(UTC), 0
+        t = CanaryThresholds(**params.thresholds.model_dump())
+        rounds = PinnedRounds(clients, params, versions, pinned)
+        answers = rounds.ask()
+        while True:
+            frame = read_acknowledged(clients.settings.requests_dir, since)
+            stats = step_stats(frame, versions, quality)
+            verdict = decide_step(stats["champion"], stats["challenger"], t, last, answers)
+            waited = time.monotonic() - started
+            if verdict.action == "extend" and rounds.extensions < params.max_extensions:
+                more = rounds.ask()
+                if more is not None:  # None: no question left, the step ends as it is
+                    answers = more
+                    continue
+            if verdict.action != "wait" or waited > params.max_wait_s:
+                break
+            if params.replay:
+                short = max(t.min_requests - s.requests for s in stats.values())
+                replayed += replay(clients, params, versions, prompts, short)
+            else:
+                time.sleep(min(2.0, params.max_wait_s))
+        live = live_groundedness(frame, versions, {e.question for e in pinned})
+        figures = {
+            role: {
+                "requests": s.requests,
+                "errors": s.errors,
+                "p95_ms": s.p95_ms,
+                "quality_bpb": s.quality,
+                "pinned_token_f1": rounds.mean(role, params.contract.primary),
+                "live_groundedness": live[role],
+            }
+            for role, s in stats.items()
         }
-        for role, s in stats.items()
-    }
-    return StepResult(
-        percent=percent,
-        action=verdict.action,
-        reasons=list(verdict.reasons) + rounds.reasons,
-        stats=figures,
-        replayed=replayed,
-        seconds=round(waited, 2),
-        pinned=rounds.asked,
-        extensions=rounds.extensions,
-    )
+        return StepResult(
+            percent=percent,
+            shadow=shadow,
+            action=verdict.action,
+            reasons=list(verdict.reasons) + rounds.reasons,
+            stats=figures,
+            replayed=replayed,
+            seconds=round(waited, 2),
+            pinned=rounds.asked,
+            extensions=rounds.extensions,
+        )
 
 
 class PinnedRounds:
@@ -317,3 +299,17 @@ def conclude(
         challenger_now=aliases.get(CHALLENGER),
         served_now=serve.served_versions(params.router_url),
     )
+
+
+@contextlib.contextmanager
+def mirrored(clients: Clients, app_name: str, version: str, percent: float) -> Iterator[None]:
+    """Mirror `percent` % of live requests to `version` while the block runs (none: no-op);
+    stopped whatever happens in it."""
+    if not percent:
+        yield
+        return
+    clients.serve.set_shadow({version: percent}, app_name)
+    try:
+        yield
+    finally:
+        clients.serve.set_shadow({}, app_name)
