@@ -146,6 +146,9 @@ class Cluster:
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
             "RAY_USAGE_STATS_ENABLED": "0",
+            # As the platform image sets it: without it the head's client server lost about one
+            # `ray://` session in eight to a crash in the forked child (infra/image/Dockerfile).
+            "GRPC_ENABLE_FORK_SUPPORT": "0",
             # The cluster requires a token (as a secured one would); every client carries it.
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": self.token,
@@ -283,8 +286,8 @@ class Cluster:
             time.sleep(interval)
 
     def wait_for_ray_client(self, timeout: float = 120) -> None:
-        """A `ray://` session from the client host works (its server starts one per client,
-        which can fail while the head is still starting its agents)."""
+        """A `ray://` session from the client host works (the head's client server is up and
+        starts a server for each client)."""
         code = f"import ray; ray.init({self.ray_client_address!r}); print(ray.cluster_resources())"
         self.wait_for("client", code, "no ray:// session", timeout, interval=2)
 
