@@ -1,7 +1,7 @@
 """Rollback: time from the `rollback_model` flow's start to 100 % of traffic on the previous
 version, warm (the previous champion still baking at weight 0: a weight change) against cold
-(no bake: the version is loaded again first, from the node's verified copy under
-`LLMOPS_HOME/models/registry`) and cold without that copy (fetched from MLflow first), on one
+(no bake: the version is loaded again first, from the node cache, `LLMOPS_HOME/models/cache`)
+and cold without that copy (fetched from MLflow first), on one
 local Ray Serve app that follows the registry. Goal: warm <= 5 s here.
 
 The default model shape is registered twice (versions 1 and 2, the same files: a load is a load)
@@ -69,7 +69,7 @@ def rollout_round(
     from ray import serve
 
     from flows.rollback import rollback_model
-    from tasks.clients.registry import model_registry
+    from tasks.clients.registry import DIGEST_TAG, model_registry
     from tasks.core.promotion import CHAMPION
     from tasks.promote.params import RollbackParams
 
@@ -80,7 +80,7 @@ def rollout_round(
     while old not in weights(url) and f"llmops-v{old}" in serve.status().applications:
         time.sleep(0.1)
     if drop_cache:
-        shutil.rmtree(settings.models_dir / "registry" / MODEL / old)
+        shutil.rmtree(settings.model_cache_dir / registry.version_tags(MODEL, old)[DIGEST_TAG])
     started = time.perf_counter()
     rollback_model(RollbackParams(model_name=MODEL, reason="benchmark"))
     flow_s = time.perf_counter() - started

@@ -27,7 +27,7 @@ class Clients:
 
     @cached_property
     def registry(self) -> ModelRegistry:
-        """MLflow's model registry: versions, aliases and their history, verified copies."""
+        """MLflow's model registry: versions, aliases and their history, verified local copies."""
         from tasks.clients.registry import ModelRegistry
 
         return ModelRegistry(self.settings)

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, Field
 
 from tasks.shared.manifest import MANIFEST, manifest_digest, sha256_file, verify_manifest
-from tasks.shared.model_files import copy_verified
+from tasks.shared.node_cache import NodeCache
 from tasks.shared.settings import Settings
 
 ALIAS_EXPERIMENT = "model-aliases"
@@ -120,34 +120,35 @@ class ModelRegistry:
             return sha256_file(Path(local))
 
     def download_verified(self, name: str, version: str) -> Path:
-        """A local copy of a version under models_dir/registry, whose files match the manifest
-        recorded at registration; checked again on every call (a tampered copy is refused)."""
+        """A local copy of a version, from this node's cache (keyed by the digest recorded at
+        registration; filled once, in parallel, resumably), whose files match the manifest;
+        checked again on every call (a tampered copy is refused)."""
         digest = self.version_tags(name, version).get(DIGEST_TAG)
         if not digest:
             raise ValueError(
                 f"{name} v{version} has no {DIGEST_TAG} tag: it was not registered with a "
                 "manifest by this platform, refusing to load it"
             )
-        dest = self.settings.models_dir / "registry" / name / str(version)
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            uri = self.client.get_model_version_download_uri(name, version)
-            with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".download-") as tmp:
+        cache = NodeCache(self.settings.model_cache_dir)
+        uri = self.client.get_model_version_download_uri(name, version)
+
+        def fetch(path: str, target: Path) -> None:
+            with tempfile.TemporaryDirectory(dir=cache.root, prefix=".fetch-") as tmp:
                 fetched = mlflow.artifacts.download_artifacts(
-                    artifact_uri=uri, dst_path=tmp, tracking_uri=self.settings.tracking_uri
+                    artifact_uri=f"{uri}/{path}",
+                    dst_path=tmp,
+                    tracking_uri=self.settings.tracking_uri,
                 )
-                try:  # hashed while copied: a fresh copy needs no second pass
-                    copy_verified(Path(fetched), dest, self.settings.allow_pickle, digest)
-                    return dest
-                except FileExistsError:  # another process copied it meanwhile: check theirs
-                    pass
-        if manifest_digest(dest) != digest:
+                Path(fetched).replace(target)
+
+        folder, _ = cache.get(digest, fetch, self.settings.allow_pickle)
+        if manifest_digest(folder) != digest:
             raise ValueError(
-                f"{dest}: its manifest is not the one registered for {name} v{version}; "
+                f"{folder}: its manifest is not the one registered for {name} v{version}; "
                 "delete the folder to fetch it again"
             )
-        verify_manifest(dest, self.settings.allow_pickle)
-        return dest
+        verify_manifest(folder, self.settings.allow_pickle)
+        return folder
 
     # Aliases and their history
 

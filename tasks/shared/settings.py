@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     ray_storage: str | None = Field(
         None, description="Checkpoint storage shared by Ray workers; unset = `home`/ray."
     )
+    model_cache: Path | None = Field(
+        None,
+        description="This node's cache of registered model files (by digest), which every "
+        "replica on the node loads from; unset = `home`/models/cache. Give each node its own "
+        "disk (a hostPath on Kubernetes).",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server; unset = a SQLite file under `home`."
     )
@@ -155,6 +161,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.model_cache or self.models_dir / "cache"
 
     @property
     def tracking_uri(self) -> str:

@@ -5,7 +5,6 @@ answer nothing, so these runs decide on bits per byte alone (`answer_gate=False`
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -28,7 +27,7 @@ from prefect.input.actions import read_flow_run_input
 from flows.promote import promote_model
 from flows.rollback import rollback_model
 from tasks.clients import Clients
-from tasks.clients.registry import model_registry
+from tasks.clients.registry import DIGEST_TAG, model_registry
 from tasks.core.promotion import CHALLENGER, CHAMPION
 from tasks.promote.params import PromoteParams, PromoteReport, RollbackParams
 from tasks.promote.registration import alias_history
@@ -174,4 +173,5 @@ def test_a_run_id_is_enough_to_promote(prefect_harness, make_report) -> None:
         PromoteParams(compress_run_id=report.run_id, model_name="by-id", answer_gate=False)
     )
     assert promoted.promoted and promoted.version == "1"
-    assert Path(get_settings().models_dir / "registry" / "by-id" / "1").is_dir()
+    digest = model_registry(get_settings()).version_tags("by-id", "1")[DIGEST_TAG]
+    assert (get_settings().model_cache_dir / digest).is_dir()  # fetched and verified

@@ -106,7 +106,7 @@ def test_registration_and_promotion_through_the_server(
     with tiny_world(tmp_path / "world") as world:
         assert world.settings.tracking_uri == tracking.url
         first = promote(world, compressed(world, "steps-10", steps=10), name)
-        shutil.rmtree(world.settings.models_dir / "registry")  # v1 is fetched from the server
+        shutil.rmtree(world.settings.model_cache_dir)  # v1 is fetched from the server
         worse = promote(world, compressed(world, "steps-3", steps=3), name)
     assert (first.version, first.promoted) == ("1", True)
     assert (worse.version, worse.promoted) == ("2", False)

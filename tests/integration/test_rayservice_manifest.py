@@ -254,7 +254,7 @@ def test_every_node_gets_the_same_settings(manifest: dict[str, Any]) -> None:
 
 
 def test_the_state_outlives_a_pod(manifest: dict[str, Any]) -> None:
-    """LLMOPS_HOME (request log, Feast registry, model copies) is the claim in state.yaml,
+    """LLMOPS_HOME (request log, Feast registry) is the claim in state.yaml,
     shared by every pod, never an emptyDir that a pod takes with it."""
     (claim,) = load_documents(REPO_ROOT / "infra" / "serving" / "state.yaml")
     for version in kubernetes_versions():
@@ -266,3 +266,16 @@ def test_the_state_outlives_a_pod(manifest: dict[str, Any]) -> None:
             "name": "state",
             "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]},
         }, name
+
+
+def test_replicas_load_from_a_cache_on_their_node(manifest: dict[str, Any]) -> None:
+    """Registered versions are fetched once per node into LLMOPS_MODEL_CACHE, a folder on the
+    node's own disk: a new pod on that node, or a second replica, fetches nothing."""
+    for name, template in pod_templates(manifest).items():
+        (cache,) = [v for v in template["spec"]["volumes"] if v["name"] == "model-cache"]
+        path = cache["hostPath"]["path"]
+        (container,) = template["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert env["LLMOPS_MODEL_CACHE"] == mounts["model-cache"] == path, name
+        assert not path.startswith(env["LLMOPS_HOME"]), "not on the shared claim"

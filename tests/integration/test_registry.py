@@ -145,7 +145,8 @@ def test_a_model_that_failed_the_gate_is_registered_but_never_promoted(world: Wo
 def test_tampered_or_replaced_files_are_refused_before_loading(world: World) -> None:
     settings, registry = world.settings, model_registry(world.settings)
     promote(world, compressed(world, "tamper", 1), "tampered")
-    local = settings.models_dir / "registry" / "tampered" / "1"
+    digest = registry.version_tags("tampered", "1")[DIGEST_TAG]
+    local = settings.model_cache_dir / digest
     assert registry.download_verified("tampered", "1") == local
     (local / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(ValueError, match=r"config\.json: sha256 does not match"):
@@ -160,9 +161,11 @@ def test_tampered_or_replaced_files_are_refused_before_loading(world: World) -> 
     (source_dir / "compression.json").write_text('{"method": "x", "steps": []}')
     with pytest.raises(ValueError, match=r"compression\.json: sha256 does not match"):
         registry.download_verified("tampered", "1")
-    assert not local.exists() and list(local.parent.iterdir()) == []  # nothing half-copied
+    assert not local.exists()  # the files that did match wait, unused, for the next fill
+    assert not (local.parent / f".{digest}.partial" / "compression.json").exists()
     write_manifest(source_dir)
-    with pytest.raises(ValueError, match="not the manifest recorded at registration"):
+    shutil.rmtree(settings.model_cache_dir)  # a node that never fetched the registered manifest
+    with pytest.raises(ValueError, match="does not match the manifest recorded at registration"):
         registry.download_verified("tampered", "1")
     assert not local.exists()
 
