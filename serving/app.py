@@ -70,8 +70,8 @@ class Router:
         app_name = serve.get_replica_context().app_name
         self.versions = Versions(settings, model_name, app_name, options)
         self.metrics = ServingMetrics()
-        self.log = RequestLog(settings.requests_dir)
-        self.feedback = FeedbackLog(settings.feedback_dir)
+        self.log = RequestLog(settings.requests_dir, parts=settings.requests_location)
+        self.feedback = FeedbackLog(settings.feedback_dir, parts=settings.feedback_location)
         self.log_flush_s = log_flush_s
         self.follower = Follower(self, follow_s, bake_s) if follow_s else None
         self.changes = asyncio.Lock()  # one load, release or split change at a time

@@ -6,6 +6,8 @@ loopback port under a test's folder, waited for until healthy, and stopped after
 - `mlflow_server`: `mlflow server` with a SQLite database and an artifact folder it serves
   (clients upload through it, never to a shared path).
 - `prefect_server`: `prefect server start` (not the temporary test server).
+- `s3_server`: an S3-compatible object store, moto's standalone server (PyPI `moto[server]`),
+  with one bucket; `env` holds the `AWS_*` variables that point a client at it.
 """
 
 from __future__ import annotations
@@ -174,3 +176,33 @@ def prefect_server(root: Path) -> Iterator[Server]:
             f"{url}/health", lambda: proc.poll() is None, root / "prefect-server.log", 120
         )
         yield Server(url, root, time.monotonic() - started, env=env)
+
+
+@contextmanager
+def s3_server(root: Path, bucket: str = "llmops") -> Iterator[Server]:
+    """moto's S3 server; `url` is the bucket's `s3://` URL, `env` its client's variables."""
+    import boto3
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "llmops-test",
+        "AWS_SECRET_ACCESS_KEY": "llmops-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    args = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    started = time.monotonic()
+    root.mkdir(parents=True, exist_ok=True)
+    with _process(args, root / "s3-server.log") as proc:
+        log = root / "s3-server.log"
+        wait_until_healthy(f"{endpoint}/moto-api/", lambda: proc.poll() is None, log, 60)
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+        client.create_bucket(Bucket=bucket)
+        yield Server(f"s3://{bucket}", root, time.monotonic() - started, env=env)

@@ -159,7 +159,8 @@ def run_step(
         rounds = PinnedRounds(clients, params, versions, pinned)
         answers = rounds.ask()
         while True:
-            frame = read_acknowledged(clients.settings.requests_dir, since)
+            settings = clients.settings
+            frame = read_acknowledged(settings.requests_dir, since, settings.requests_location)
             stats = step_stats(frame, versions, quality)
             verdict = decide_step(stats["champion"], stats["challenger"], t, last, answers)
             waited = time.monotonic() - started

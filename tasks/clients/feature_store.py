@@ -97,11 +97,18 @@ def _quiet_milvus_lite() -> None:
         log.addFilter(_MilvusLiteNoise())
 
 
+OBJECT_STORES = ("s3://", "gs://", "az://")
+
+
 def repo_config(settings: Settings) -> RepoConfig:
     """`feature_store.yaml`, with its paths bound to the state folder and Milvus to settings."""
     raw: dict[str, Any] = yaml.safe_load((settings.feature_repo / "feature_store.yaml").read_text())
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    raw["registry"]["path"] = f"sqlite:///{settings.feast_dir / 'registry.db'}"
+    raw["registry"]["path"] = (
+        settings.feast_registry or f"sqlite:///{settings.feast_dir / 'registry.db'}"
+    )
+    if (settings.feast_registry or "").startswith(OBJECT_STORES):  # Feast's file registry there
+        raw["registry"]["registry_type"] = "file"
     online = raw["online_store"]
     if settings.milvus_uri:
         online.update(path="", uri=settings.milvus_uri)

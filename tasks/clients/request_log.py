@@ -10,6 +10,10 @@ Layout under `folder` (the request log's; the feedback log's is its `feedback/` 
     _quarantine/torn-<stamp>-<id>.jsonl        unreadable WAL lines (a write cut by a crash)
     date=YYYY-MM-DD/part-<stamp>-<id>.parquet  what monitoring reads (day the batch was sealed)
 
+The parts may live elsewhere (`parts`: an object-store URL, `log_parts`); the WAL is always
+this local folder, so a record is acknowledged by a local fsync, and a writer that died is
+recovered into the parts by the next log started on the same folder.
+
 Each writer (one per process or replica) has its own WAL directory, so several replicas can
 share one folder; a directory whose lock nobody holds belongs to a writer that died, and the
 next log of its kind to start turns its records into parquet. A sealed segment's parquet name comes
@@ -34,8 +38,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
+from tasks.clients.log_parts import Parts
 from tasks.clients.request_schema import FEEDBACK, REQUESTS, SCHEMA, LogKind
 
 logger = logging.getLogger(__name__)
@@ -88,32 +92,23 @@ def _read_segment(segment: Path, folder: Path, kind: LogKind) -> list[dict[str, 
     return rows
 
 
-def _segment_to_parquet(segment: Path, folder: Path, kind: LogKind = REQUESTS) -> Path | None:
+def _segment_to_parquet(segment: Path, folder: Path, kind: LogKind, parts: Parts) -> str | None:
     stem = segment.stem.removeprefix("sealed-")
-    target = folder / f"date={stem[:4]}-{stem[4:6]}-{stem[6:8]}" / f"part-{stem}.parquet"
-    if target.exists():  # renamed into place before a crash kept the segment from deletion
+    target = parts.path(f"{stem[:4]}-{stem[4:6]}-{stem[6:8]}", stem)
+    if parts.exists(target):  # put in place before a crash kept the segment from deletion
         return target
     rows = _read_segment(segment, folder, kind)
     if not rows:
         return None
-    if not target.parent.exists():
-        target.parent.mkdir()
-        _fsync_dir(folder)
-    tmp = target.with_name(f".{target.name}.tmp")  # readers skip it: not named part-*
-    with open(tmp, "wb") as file:
-        pq.write_table(pa.Table.from_pylist(rows, schema=kind.schema), file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    parts.write(target, pa.Table.from_pylist(rows, schema=kind.schema))
     return target
 
 
-def _drain(wal_dir: Path, folder: Path, kind: LogKind) -> list[Path]:
-    """Turn every sealed segment of `wal_dir` into parquet, oldest first."""
+def _drain(wal_dir: Path, folder: Path, kind: LogKind, parts: Parts) -> list[str]:
+    """Turn every sealed segment of `wal_dir` into parquet parts, oldest first."""
     written = []
     for segment in sorted(wal_dir.glob("sealed-*.jsonl")):
-        path = _segment_to_parquet(segment, folder, kind)
+        path = _segment_to_parquet(segment, folder, kind, parts)
         if path is not None:
             written.append(path)
         segment.unlink()
@@ -128,9 +123,11 @@ def _remove_writer_dir(wal_dir: Path) -> None:
         wal_dir.rmdir()
 
 
-def recover(folder: Path, kind: LogKind = REQUESTS) -> list[Path]:
-    """Flush the WALs of writers that died (their lock is free) into parquet; the paths."""
-    written: list[Path] = []
+def recover(folder: Path, kind: LogKind = REQUESTS, parts: str | Path | None = None) -> list[str]:
+    """Flush the WALs of writers that died (their lock is free) into parquet parts (under
+    `parts`, by default `folder`); the parts' paths."""
+    store = Parts(parts if parts is not None else folder)
+    written: list[str] = []
     for wal_dir in sorted((folder / WAL_DIR).glob("[!.]*")):
         try:
             lock = open(wal_dir / LOCK_NAME, "rb")  # noqa: SIM115 - held across the steps
@@ -144,10 +141,10 @@ def recover(folder: Path, kind: LogKind = REQUESTS) -> list[Path]:
             wal = wal_dir / WAL_NAME
             if wal.exists() and wal.stat().st_size > 0:
                 _seal(wal_dir)
-            parts = _drain(wal_dir, folder, kind)
+            done = _drain(wal_dir, folder, kind, store)
             _remove_writer_dir(wal_dir)
-            logger.info("%s: recovered %s into %d part(s)", kind.name, wal_dir.name, len(parts))
-            written += parts
+            logger.info("%s: recovered %s into %d part(s)", kind.name, wal_dir.name, len(done))
+            written += done
     return written
 
 
@@ -157,13 +154,16 @@ class DurableLog:
 
     kind: LogKind
 
-    def __init__(self, folder: Path, flush_every: int = 256) -> None:
+    def __init__(
+        self, folder: Path, flush_every: int = 256, parts: str | Path | None = None
+    ) -> None:
         if flush_every < 1:
             raise ValueError(f"flush_every must be >= 1, got {flush_every}")
         self.folder, self.flush_every = Path(folder), flush_every
+        self.parts = Parts(parts if parts is not None else folder)
         self._lock, self._flush_lock = threading.Lock(), threading.Lock()
         (self.folder / WAL_DIR).mkdir(parents=True, exist_ok=True)
-        self.recovered = recover(self.folder, self.kind)
+        self.recovered = recover(self.folder, self.kind, self.parts.location)
         # Built under a dot name that recovery skips, locked, then renamed: no other process can
         # take an unlocked directory of ours for a dead writer's.
         name = uuid.uuid4().hex
@@ -204,7 +204,7 @@ class DurableLog:
             except Exception:  # the record is acknowledged; its segment waits for the next flush
                 logger.exception("%s: automatic flush failed; will retry", self.kind.name)
 
-    def flush(self) -> Path | None:
+    def flush(self) -> str | None:
         """Move the records appended so far into parquet; the last part written, or None."""
         with self._lock:
             if self._closed:
@@ -244,9 +244,9 @@ class DurableLog:
         _fsync_dir(self._dir)
         self._pending = 0
 
-    def _drain(self) -> list[Path]:
+    def _drain(self) -> list[str]:
         with self._flush_lock:
-            return _drain(self._dir, self.folder, self.kind)
+            return _drain(self._dir, self.folder, self.kind, self.parts)
 
 
 class RequestLog(DurableLog):
@@ -262,13 +262,14 @@ class FeedbackLog(DurableLog):
 
 
 def read_log(
-    folder: Path,
+    location: str | Path,
     kind: LogKind,
     since: datetime | None = None,
     ids: Collection[str] | None = None,
 ) -> pd.DataFrame:
-    """All flushed records of `kind` (parquet parts, not the WAL), from `since` on, only those
-    whose key is in `ids` when given, oldest first."""
+    """All flushed records of `kind` (parquet parts, not the WAL) at `location` (a folder or
+    an object-store URL), from `since` on, only those whose key is in `ids` when given, oldest
+    first."""
     condition = None
     if since is not None:
         if since.utcoffset() is None:
@@ -277,34 +278,32 @@ def read_log(
     if ids is not None:
         wanted = ds.field(kind.key).isin(pa.array(sorted(set(ids)), pa.string()))
         condition = wanted if condition is None else condition & wanted
-    # Only renamed, complete parts match: temporary files start with a dot.
-    parts = sorted(Path(folder).glob("date=*/part-*.parquet"))
-    if parts:
-        dataset = ds.dataset([str(p) for p in parts], schema=kind.schema, format="parquet")
-        table = dataset.to_table(filter=condition)
-    else:
-        table = kind.schema.empty_table()
-    frame = table.to_pandas()
+    frame = Parts(location).read(kind.schema, condition).to_pandas()
     return frame.sort_values("at", kind="stable").reset_index(drop=True)
 
 
 def read_requests(
-    folder: Path, since: datetime | None = None, request_ids: Collection[str] | None = None
+    location: str | Path,
+    since: datetime | None = None,
+    request_ids: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """All flushed requests (parquet parts, not the WAL), from `since` on (and only those of
     `request_ids` when given), oldest first."""
-    return read_log(folder, REQUESTS, since, request_ids)
+    return read_log(location, REQUESTS, since, request_ids)
 
 
-def read_feedback(folder: Path, since: datetime | None = None) -> pd.DataFrame:
+def read_feedback(location: str | Path, since: datetime | None = None) -> pd.DataFrame:
     """All flushed feedback (parquet parts of the feedback folder), from `since` on, oldest
     first."""
-    return read_log(folder, FEEDBACK, since)
+    return read_log(location, FEEDBACK, since)
 
 
-def read_acknowledged(folder: Path, since: datetime) -> pd.DataFrame:
-    """Every acknowledged request from `since` on, flushed to parquet or still in a writer's
-    WAL (what a canary step needs within seconds). WAL segments are read first, then parquet: a
+def read_acknowledged(
+    folder: Path, since: datetime, parts: str | Path | None = None
+) -> pd.DataFrame:
+    """Every acknowledged request from `since` on, flushed to parquet (under `parts`, by
+    default `folder`) or still in a WAL of a writer sharing `folder` (what a canary step needs
+    within seconds). WAL segments are read first, then parquet: a
     record moved between the two reads is then seen twice, not missed; duplicates go by id."""
     rows = []
     for segment in sorted((folder / WAL_DIR).glob("[!.]*/*.jsonl")):
@@ -319,7 +318,7 @@ def read_acknowledged(folder: Path, since: datetime) -> pd.DataFrame:
             except (ValueError, KeyError, TypeError):
                 continue  # the line being written, or torn
     wal = pd.DataFrame(rows, columns=SCHEMA.names)
-    parquet = read_requests(folder, since)
+    parquet = read_requests(parts if parts is not None else folder, since)
     frame = pd.concat([wal, parquet]) if len(wal) else parquet
     frame = frame[pd.to_datetime(frame["at"], utc=True) >= pd.Timestamp(since)]
     return frame.drop_duplicates("request_id")

@@ -68,7 +68,7 @@ class Windows:
 def load_windows(settings: Settings, params: MonitorParams, now: datetime) -> Windows:
     c, r = params.current, params.reference
     current = current_window(now, c.start, c.end, c.hours)
-    frame = requests_in(settings.requests_dir, current)
+    frame = requests_in(settings.requests_location, current)
     training = load_training(settings, r.snapshot_id, documents=r.source == "training")
     if r.source == "training":
         if training is None:
@@ -80,7 +80,7 @@ def load_windows(settings: Settings, params: MonitorParams, now: datetime) -> Wi
         label = f"training snapshot {training.snapshot_id}"
         return Windows(frame, passages, str(current), label, training, current)
     past = reference_window(current, r.start, r.end, r.hours)
-    reference = requests_in(settings.requests_dir, past)
+    reference = requests_in(settings.requests_location, past)
     return Windows(frame, reference, str(current), str(past), training, current)
 
 

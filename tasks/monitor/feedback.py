@@ -140,10 +140,10 @@ def load_feedback(
 ) -> pd.DataFrame:
     """The flushed feedback given in [since, until), joined with its requests (read by id from
     the whole request log: an answer may be rated long after it was given)."""
-    feedback = read_feedback(settings.feedback_dir, since)
+    feedback = read_feedback(settings.feedback_location, since)
     if until is not None:
         feedback = feedback[feedback["at"] < pd.Timestamp(until)]
-    requests = read_requests(settings.requests_dir, request_ids=set(feedback["request_id"]))
+    requests = read_requests(settings.requests_location, request_ids=set(feedback["request_id"]))
     return join_feedback(feedback, requests)
 
 

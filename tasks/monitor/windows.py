@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from tasks.clients.request_log import read_requests
-from tasks.clients.request_schema import SCHEMA
 from tasks.core.drift import TimeRange
 from tasks.core.drift_figures import VersionFigures, WindowFigures
 from tasks.core.language import detect_language
@@ -46,13 +45,11 @@ NUMERIC = [
 CATEGORICAL = ["language", "version", "failed"]
 
 
-def requests_in(folder: Path, window: TimeRange) -> pd.DataFrame:
-    """The flushed requests of the log folder with start <= at < end, oldest first, less the
-    shadow copies (no user got those answers). Records still in a writer's WAL (at most
-    `log_flush_s`, 30 s by default) come in the next run."""
-    if not folder.exists():
-        return SCHEMA.empty_table().to_pandas()
-    frame = read_requests(folder, since=window.start)
+def requests_in(location: str | Path, window: TimeRange) -> pd.DataFrame:
+    """The flushed requests of the log (a folder or an object-store URL) with start <= at <
+    end, oldest first, less the shadow copies (no user got those answers). Records still in a
+    writer's WAL (at most `log_flush_s`, 30 s by default) come in the next run."""
+    frame = read_requests(location, since=window.start)
     served = (frame["at"] < pd.Timestamp(window.end)) & ~frame["route"].str.startswith(SHADOW)
     return frame[served].reset_index(drop=True)
 

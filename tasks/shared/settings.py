@@ -38,6 +38,19 @@ class Settings(BaseSettings):
         "replica on the node loads from; unset = `home`/models/cache. Give each node its own "
         "disk (a hostPath on Kubernetes).",
     )
+    feast_registry: str | None = Field(
+        None,
+        description="Feast's registry beyond this machine: a SQL URL (postgresql://...) or an "
+        "object-store file (s3://bucket/registry.pb; endpoint from FEAST_S3_ENDPOINT_URL); "
+        "unset = a SQLite file under `home`.",
+    )
+    request_log_url: str | None = Field(
+        None,
+        description="Object store for the request and feedback logs' parquet parts "
+        "(s3://bucket/prefix; endpoint and keys from AWS_*), which every router replica writes "
+        "and the monitor and canary read; unset = under `home`. Each writer's write-ahead log "
+        "stays in `home`/requests.",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server; unset = a SQLite file under `home`."
     )
@@ -141,6 +154,15 @@ class Settings(BaseSettings):
     def requests_dir(self) -> Path:
         """The serving request log (the router writes it; the canary and the monitor read)."""
         return self.home / "requests"
+
+    @property
+    def requests_location(self) -> str:
+        """Where the request log's parquet parts are: `request_log_url`, else `requests_dir`."""
+        return self.request_log_url or str(self.requests_dir)
+
+    @property
+    def feedback_location(self) -> str:
+        return f"{self.requests_location.rstrip('/')}/feedback"
 
     @property
     def feedback_dir(self) -> Path:

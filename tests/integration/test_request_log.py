@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tasks.clients.log_parts import Parts
 from tasks.clients.request_log import (
     LOCK_NAME,
     WAL_DIR,
@@ -21,6 +22,7 @@ from tasks.clients.request_log import (
     read_feedback,
     read_requests,
 )
+from tasks.clients.request_schema import REQUESTS
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +146,7 @@ def test_a_crash_after_the_rename_does_not_duplicate(tmp_path: Path) -> None:
     with log._lock:
         log._rotate()
     (segment,) = log._dir.glob("sealed-*.jsonl")
-    _segment_to_parquet(segment, tmp_path)  # parquet in place, then the crash: segment kept
+    _segment_to_parquet(segment, tmp_path, REQUESTS, Parts(tmp_path))  # then the crash
     del log
     gc.collect()
     RequestLog(tmp_path).close()
