@@ -51,7 +51,12 @@ class _Request(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 decodes greedily.")
     stream: bool = False
     user: str | None = Field(None, description="Caller id: the same user gets the same version.")
-    top_k: int = Field(4, ge=1, le=20, description="Passages retrieved when `rag` is on.")
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        le=20,
+        description="Passages retrieved when `rag` is on; default: the release's.",
+    )
 
 
 class CompletionRequest(_Request):

@@ -56,12 +56,25 @@ class ModelServer:
     ) -> None:
         import torch
 
+        from tasks.clients.embedder import EMBEDDING_MODEL
         from tasks.clients.registry import model_registry
+        from tasks.clients.releases import DEFAULT_TOP_K, Releases
         from tasks.shared.models import load_model_folder
 
         torch.set_num_threads(threads)
         started = time.perf_counter()
-        folder = model_registry(settings).download_verified(model_name, version)  # verified
+        registry = model_registry(settings)
+        releases = Releases(settings, registry)
+        # The version's release: its instruction, retrieval and limits (settings without one).
+        self.release = releases.of(model_name, version)
+        if self.release and self.release.embedding_model != EMBEDDING_MODEL:
+            raise ValueError(
+                f"{model_name} v{version} was released for an index embedded with "
+                f"{self.release.embedding_model}; this app retrieves with {EMBEDDING_MODEL}"
+            )
+        self.instruction = releases.instruction(self.release)
+        self.top_k = self.release.top_k if self.release else DEFAULT_TOP_K
+        folder = registry.download_verified(model_name, version)  # verified
         self.model, self.tokenizer = load_model_folder(folder, settings.allow_pickle)
         self.version = version
         self.retriever = (
@@ -72,8 +85,8 @@ class ModelServer:
         self.limits = Limits.of(
             self.model,
             self.tokenizer,
-            settings.serving_max_prompt_tokens,
-            settings.serving_max_tokens,
+            self.release.max_prompt_tokens if self.release else settings.serving_max_prompt_tokens,
+            self.release.max_tokens if self.release else settings.serving_max_tokens,
         )
         self._batch.set_max_batch_size(max_batch_size)
         self._batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -90,6 +103,7 @@ class ModelServer:
             "pid": os.getpid(),
             "load_s": round(self.load_s, 3),
             "window": self.limits.window,
+            "release": self.release.model_dump() if self.release else None,
         }
 
     async def complete(self, request: GenerationRequest) -> Generation | ApiError:
@@ -126,13 +140,13 @@ class ModelServer:
 
     async def _prepare(self, request: GenerationRequest) -> Prompt:
         try:
-            prompt = prepare(self.tokenizer, request, self.limits, None)  # length first, cheap
+            prompt = prepare(self.tokenizer, request, self.limits, None, self.instruction)
             rag = request.rag if request.rag is not None else isinstance(request, ChatRequest)
             if not rag:
                 return prompt
             hits = NOTHING_INDEXED
             if self.retriever is not None:
-                hits = await self._retrieve(request.question, request.top_k)
+                hits = await self._retrieve(request.question, request.top_k or self.top_k)
             if isinstance(hits, str):  # why there are no passages
                 if request.rag:  # asked for explicitly: say why it cannot be done
                     raise ApiError(503, hits, "retrieval_unavailable")
@@ -141,7 +155,7 @@ class ModelServer:
                 to_chunk(self.tokenizer, h["text"], h["doc_id"], h["source"], h["score"])
                 for h in hits
             ]
-            return prepare(self.tokenizer, request, self.limits, chunks)
+            return prepare(self.tokenizer, request, self.limits, chunks, self.instruction)
         except PromptTooLong as exc:
             raise ApiError(
                 400, f"{exc} (limit {exc.limit}, got {exc.count})", "context_length_exceeded"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from serving.api import ChatRequest, GenerationRequest
-from tasks.core.context import Chunk
+from tasks.core.context import INSTRUCTION, Chunk
 from tasks.shared.generation import Limits, Prompt, fit_prompt, separator_tokens
 
 
@@ -27,9 +27,14 @@ def encode(tokenizer: Any, request: GenerationRequest, question: str | None = No
 
 
 def prepare(
-    tokenizer: Any, request: GenerationRequest, limits: Limits, chunks: list[Chunk] | None
+    tokenizer: Any,
+    request: GenerationRequest,
+    limits: Limits,
+    chunks: list[Chunk] | None,
+    instruction: str = INSTRUCTION,
 ) -> Prompt:
-    """The ids to decode from for `request`, with `chunks` (retrieved, best first) fitted in."""
+    """The ids to decode from for `request`, with `chunks` (retrieved, best first) fitted in
+    under the release's `instruction`."""
     return fit_prompt(
         lambda text: encode(tokenizer, request, text),
         request.question,
@@ -37,4 +42,5 @@ def prepare(
         request.max_tokens or limits.max_tokens,
         chunks,
         lambda chunk, n: separator_tokens(tokenizer, chunk, n),
+        instruction,
     )

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tasks.clients.feature_store import ChunkIndex
     from tasks.clients.judge import Judge
     from tasks.clients.registry import ModelRegistry
+    from tasks.clients.releases import Releases
     from tasks.clients.serve import ServeControl
 
 
@@ -31,6 +32,13 @@ class Clients:
         from tasks.clients.registry import ModelRegistry
 
         return ModelRegistry(self.settings)
+
+    @cached_property
+    def releases(self) -> Releases:
+        """Release records: a version's instruction (prompt registry), retrieval and limits."""
+        from tasks.clients.releases import Releases
+
+        return Releases(self.settings, self.registry)
 
     @cached_property
     def tracking(self) -> mlflow.MlflowClient:

@@ -101,9 +101,14 @@ class ModelRegistry:
         return str(version.version)
 
     def find_version(self, name: str, run_id: str, digest: str) -> str | None:
-        """The version already registered from this run with these exact files, if any."""
+        """The version already registered from this run with these exact files, if any (a
+        release made of another version's files is not one)."""
         found = self.client.search_model_versions(f"name='{_checked(name)}' and run_id='{run_id}'")
-        matching = [int(v.version) for v in found if v.tags.get(DIGEST_TAG) == digest]
+        matching = [
+            int(v.version)
+            for v in found
+            if v.tags.get(DIGEST_TAG) == digest and "released_from" not in v.tags
+        ]
         return str(min(matching)) if matching else None
 
     def version_tags(self, name: str, version: str) -> dict[str, str]:

@@ -81,8 +81,9 @@ def fit_context(chunks: Sequence[Chunk], budget: int, separator_tokens: int = 1)
     return chosen
 
 
-def build_prompt(question: str, chunks: Sequence[Chunk]) -> str:
-    """The prompt for one question. The template, with `{…}` filled in:
+def build_prompt(question: str, chunks: Sequence[Chunk], instruction: str = INSTRUCTION) -> str:
+    """The prompt for one question. The template, with `{…}` filled in (`instruction` is the
+    release's, `INSTRUCTION` unless a release names another):
 
         {INSTRUCTION}
 
@@ -99,7 +100,7 @@ def build_prompt(question: str, chunks: Sequence[Chunk]) -> str:
     """
     passages = "\n\n".join(f"[{i}] ({c.source}) {c.text.strip()}" for i, c in enumerate(chunks, 1))
     return (
-        f"{INSTRUCTION}\n\n"
+        f"{instruction.strip()}\n\n"
         f"Context:\n{passages or NO_CONTEXT}\n\n"
         f"Question: {question.strip()}\n"
         "Answer:"

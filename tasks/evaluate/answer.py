@@ -124,12 +124,13 @@ def answer_with_endpoint(
     api_key: str | None = None,
     model: str | None = None,
     version: str | None = None,
-    top_k: int = 4,
+    top_k: int | None = 4,
     timeout_s: float = 60.0,
 ) -> list[Answer]:
     """Answers from an OpenAI-compatible `/v1/completions` endpoint. With `passages` the prompt
     is built here (any endpoint); without, the platform's own serving app retrieves (`rag`) and
-    returns its `sources`. `version` pins one served version (the router's version header)."""
+    returns its `sources` (`top_k` passages; None: as many as the version's release says).
+    `version` pins one served version (the router's version header)."""
     import httpx
 
     headers = _headers(api_key, version)
@@ -141,7 +142,9 @@ def answer_with_endpoint(
             if model:
                 body["model"] = model
             if hits is None:
-                body.update(prompt=example.question, rag=True, top_k=top_k)
+                body.update(prompt=example.question, rag=True)
+                if top_k is not None:  # else the served version's release decides
+                    body["top_k"] = top_k
             else:
                 chunks = [Chunk(h.text, 0, h.doc_id, h.source, h.score) for h in hits]
                 body["prompt"] = build_prompt(example.question, chunks)

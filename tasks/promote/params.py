@@ -86,6 +86,39 @@ class RollbackParams(BaseModel):
     requested_by: str = Field("", description="Who asks (recorded); empty = this flow run.")
 
 
+class ReleaseParams(BaseModel):
+    """Release a version again with another instruction, top-k or limits: a new version of the
+    same files, made the challenger, so the change goes through the canary like a new model."""
+
+    model_name: str = Field(
+        REGISTERED_MODEL, pattern=MODEL_NAME.pattern, description="Registered model."
+    )
+    from_version: str | None = Field(
+        None,
+        pattern=r"^\d+$",
+        description="Whose files and release to start from; empty = the champion.",
+    )
+    instruction: str | None = Field(
+        None,
+        description="The new instruction put before the passages (a new version in MLflow's "
+        "prompt registry); empty = unchanged.",
+    )
+    top_k: int | None = Field(
+        None, ge=1, le=20, description="Passages retrieved; empty = unchanged."
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, description="Most tokens generated; empty = unchanged."
+    )
+    max_prompt_tokens: int | None = Field(
+        None, ge=1, description="Longest prompt served; empty = unchanged."
+    )
+    requested_by: str = Field("", description="Who asks (recorded); empty = this flow run.")
+
+    def changes(self) -> dict[str, int]:
+        fields = ("top_k", "max_tokens", "max_prompt_tokens")
+        return {f: getattr(self, f) for f in fields if getattr(self, f) is not None}
+
+
 class Candidate(BaseModel):
     """What promotion needs from a compression run."""
 

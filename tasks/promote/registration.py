@@ -67,6 +67,7 @@ def register_candidate(candidate: Candidate, name: str, clients: Clients, actor:
             "gate_passed": str(candidate.gate_passed).lower(),
             "parent_version": parent,
             DIGEST_TAG: digest,
+            **clients.releases.for_new_version(name).tags(),
         }
         version = registry.register(name, candidate.compress_run_id, tags)
     if version not in (aliases.get(CHALLENGER), aliases.get(CHAMPION)):

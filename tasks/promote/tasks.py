@@ -10,7 +10,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.clients import Clients
 from tasks.clients.registry import AliasChange
+from tasks.clients.releases import ReleasedVersion
 from tasks.clients.tracking import run_url
+from tasks.core.promotion import CHAMPION
 from tasks.promote.answers import evaluate_answers
 from tasks.promote.params import (
     Approval,
@@ -20,6 +22,7 @@ from tasks.promote.params import (
     PromoteReport,
     PromotionDecision,
     Registered,
+    ReleaseParams,
     history_rows,
 )
 from tasks.promote.registration import (
@@ -86,6 +89,23 @@ def apply_decision_task(
 @task
 def rollback_task(name: str, reason: str, requested_by: str) -> AliasChange:
     return rollback_champion(name, reason, requested_by or current_actor(), Clients())
+
+
+@task
+def release_task(params: ReleaseParams) -> ReleasedVersion:
+    clients = Clients()
+    version = params.from_version or clients.registry.aliases(params.model_name).get(CHAMPION)
+    if version is None:
+        raise ValueError(f"{params.model_name} has no champion: name the version to release")
+    actor = params.requested_by or current_actor()
+    released = clients.releases.release(
+        params.model_name, version, params.changes(), params.instruction, actor
+    )
+    print(
+        f"v{released.version} (release of v{version}) is the challenger: "
+        + "; ".join(released.changes)
+    )
+    return released
 
 
 @task(**RETRIES)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from tasks.core.context import Chunk, build_prompt, context_budget, fit_context
+from tasks.core.context import INSTRUCTION, Chunk, build_prompt, context_budget, fit_context
 
 
 class PromptTooLong(ValueError):
@@ -54,6 +54,7 @@ def fit_prompt(
     max_new: int,
     chunks: Sequence[Chunk] | None,
     separator: Callable[[Chunk, int], int],
+    instruction: str = INSTRUCTION,
 ) -> Prompt:
     """The ids to decode from and how many new tokens they leave room for. `encode` renders a
     question (or a whole `build_prompt` text) the way the caller frames it (plain prompt or chat
@@ -66,21 +67,26 @@ def fit_prompt(
     max_new = min(max_new, limits.max_tokens)
     chosen: list[Chunk] = []
     if chunks is not None:
-        frame = encode(build_prompt(question, []))
+        frame = encode(build_prompt(question, [], instruction))
         budget = context_budget(limits.window, len(frame), max_new)
         sep = max((separator(c, len(chunks)) for c in chunks), default=0)
         chosen = fit_context(chunks, budget, sep)
-        ids = encode(build_prompt(question, chosen))
+        ids = encode(build_prompt(question, chosen, instruction))
         while chosen and len(ids) + max_new > limits.window:  # BPE merges across passages
             chosen.pop()
-            ids = encode(build_prompt(question, chosen))
+            ids = encode(build_prompt(question, chosen, instruction))
     if len(ids) >= limits.window:
         raise PromptTooLong(len(ids), limits.window - 1, "the prompt with its retrieval frame")
     return Prompt(ids, min(max_new, limits.window - len(ids)), chosen)
 
 
 def prompt_for(
-    tokenizer: Any, question: str, limits: Limits, max_new: int, chunks: Sequence[Chunk] | None
+    tokenizer: Any,
+    question: str,
+    limits: Limits,
+    max_new: int,
+    chunks: Sequence[Chunk] | None,
+    instruction: str = INSTRUCTION,
 ) -> Prompt:
     """A plain completion prompt (what `/v1/completions` decodes) for `question`."""
     return fit_prompt(
@@ -90,6 +96,7 @@ def prompt_for(
         max_new,
         chunks,
         lambda chunk, n: separator_tokens(tokenizer, chunk, n),
+        instruction,
     )
 
 

@@ -72,10 +72,16 @@ class Settings(BaseSettings):
         "that API is off. A caller's key (`serving_api_key`) never administers.",
     )
     serving_max_prompt_tokens: int = Field(
-        2048, ge=1, description="Longest prompt served (tokens); the model's window caps it too."
+        2048,
+        ge=1,
+        description="Longest prompt served (tokens); the model's window caps it too. Recorded "
+        "in the release of each version registered, which then serves by its own record.",
     )
     serving_max_tokens: int = Field(
-        256, ge=1, description="Most tokens generated per request; larger asks are capped."
+        256,
+        ge=1,
+        description="Most tokens generated per request; larger asks are capped. Recorded in "
+        "each new version's release, like `serving_max_prompt_tokens`.",
     )
     alert_webhook_url: str | None = Field(
         None,

@@ -25,11 +25,12 @@ from prefect.flow_runs import resume_flow_run
 from prefect.input.actions import read_flow_run_input
 
 from flows.promote import promote_model
+from flows.release import release_model
 from flows.rollback import rollback_model
 from tasks.clients import Clients
 from tasks.clients.registry import DIGEST_TAG, model_registry
 from tasks.core.promotion import CHALLENGER, CHAMPION
-from tasks.promote.params import PromoteParams, PromoteReport, RollbackParams
+from tasks.promote.params import PromoteParams, PromoteReport, ReleaseParams, RollbackParams
 from tasks.promote.registration import alias_history
 from tasks.shared.settings import get_settings
 
@@ -175,3 +176,18 @@ def test_a_run_id_is_enough_to_promote(prefect_harness, make_report) -> None:
     assert promoted.promoted and promoted.version == "1"
     digest = model_registry(get_settings()).version_tags("by-id", "1")[DIGEST_TAG]
     assert (get_settings().model_cache_dir / digest).is_dir()  # fetched and verified
+
+
+def test_a_prompt_change_is_released_as_the_challenger(prefect_harness, make_report) -> None:
+    name = "reprompted"
+    report = make_report("reprompt", 8)
+    promote_model(PromoteParams(compress_report=report, model_name=name, answer_gate=False))
+    released = release_model(
+        ReleaseParams(model_name=name, instruction="Be brief; cite [n].", requested_by="carol")
+    )
+    assert (released.version, released.from_version) == ("2", "1")
+    assert [c.split(":")[0] for c in released.changes] == ["prompt"]
+    aliases = model_registry(get_settings()).aliases(name)
+    assert (aliases[CHAMPION], aliases[CHALLENGER]) == ("1", "2")  # the canary's to roll out
+    with pytest.raises(ValueError, match="must not be empty"):
+        release_model(ReleaseParams(model_name=name, instruction="  "))

@@ -84,6 +84,7 @@ def test_every_deployment_in_prefect_yaml_deploys(prefect_server: dict[str, str]
         "evaluate_model/evaluate",
         "promote_model/promote",
         "rollback_model/rollback",
+        "release_model/release",
         "canary_rollout/canary",
         "monitor_drift/hourly",
     }

@@ -1,0 +1,80 @@
+"""Release records against MLflow's registry and prompt registry: registered with each version,
+inherited from the champion, released again as a challenger of the same files, served as
+recorded, and restored whole by a rollback."""
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from serving.api import CompletionRequest
+from serving.model import ModelServer
+from tasks.clients import Clients
+from tasks.clients.registry import DIGEST_TAG
+from tasks.core.context import INSTRUCTION
+from tasks.core.promotion import CHALLENGER, CHAMPION
+from tasks.promote.registration import alias_history, rollback_champion
+
+from worlds import World, compressed, promote, tiny_world
+
+pytestmark = pytest.mark.integration
+
+NAME = "released"
+BRIEF = "Answer in one short sentence, citing the passage like [1]."
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with tiny_world(tmp_path_factory.mktemp("releases")) as built:
+        yield built
+
+
+def test_a_release_travels_with_its_version_and_comes_back_with_a_rollback(world: World) -> None:
+    clients = Clients(world.settings)
+    releases, registry = clients.releases, clients.registry
+    first = promote(world, compressed(world, "first", steps=10), NAME)
+    assert first.promoted and first.version == "1"
+    default = releases.of(NAME, "1")
+    assert default is not None and default == releases.default()
+    assert releases.instruction(default) == INSTRUCTION  # in the prompt registry, verbatim
+    assert default.max_tokens == world.settings.serving_max_tokens and default.top_k == 4
+
+    brief = releases.release(NAME, "1", {"top_k": 2, "max_tokens": 3}, BRIEF, "alice")
+    assert brief.version == "2" and registry.aliases(NAME)[CHALLENGER] == "2"
+    assert brief.changes[1:] == ["top_k: 4 -> 2", "max_tokens: 256 -> 3"]
+    tags = (registry.version_tags(NAME, "1"), registry.version_tags(NAME, "2"))
+    assert tags[0][DIGEST_TAG] == tags[1][DIGEST_TAG]  # the same files, another release
+    assert releases.instruction(brief.release) == BRIEF
+    assert brief.release.prompt != default.prompt
+    change = alias_history(NAME, clients)[-1]
+    assert change.alias == CHALLENGER and change.actor == "alice"
+    assert change.reason.startswith("release of v1: prompt: ")
+    with pytest.raises(ValueError, match="nothing changes"):
+        releases.release(NAME, "2", {"top_k": 2}, BRIEF, "alice")
+
+    # Served as recorded: v2 retrieves 2 passages by default, stops at 3 tokens, under BRIEF.
+    v1, v2 = (ModelServer.func_or_class(world.settings, NAME, v) for v in ("1", "2"))
+    assert (v1.top_k, v1.instruction) == (4, INSTRUCTION)
+    assert v1.limits.max_tokens == min(default.max_tokens, v1.limits.window - 1)  # tiny window
+    assert (v2.top_k, v2.instruction, v2.limits.max_tokens) == (2, BRIEF, 3)
+    ask = CompletionRequest(prompt="What does the with statement do?", max_tokens=50)
+    assert asyncio.run(v2._prepare(ask)).max_new == 3 < asyncio.run(v1._prepare(ask)).max_new
+
+    # Promoted, the release stays with the models trained after it.
+    registry.set_alias(NAME, CHAMPION, "2", action="promote", reason="canary", actor="canary")
+    third = promote(world, compressed(world, "third", steps=3), NAME)
+    assert third.version == "3" and not third.promoted
+    assert releases.of(NAME, "3") == brief.release
+
+    # A rollback puts v1 back, and with it v1's instruction, retrieval and limits.
+    rollback_champion(NAME, "the brief answers cite nothing", "bob", clients)
+    assert registry.aliases(NAME)[CHAMPION] == "1"
+    assert releases.of(NAME, registry.aliases(NAME)[CHAMPION]) == default
+
+
+def test_a_version_released_for_another_embedding_model_is_not_served(world: World) -> None:
+    clients = Clients(world.settings)
+    promote(world, compressed(world, "other-index", steps=10), "reindexed")
+    clients.registry.tag_version("reindexed", "1", {"release.embedding_model": "bge-small"})
+    with pytest.raises(ValueError, match="embedded with bge-small; this app retrieves with"):
+        ModelServer.func_or_class(world.settings, "reindexed", "1")
