@@ -226,10 +226,6 @@ def serving_app(world: World, embedder) -> Iterator[Service]:
 
     from serving.app import deploy
 
-    for name, steps, quantized in (("v1", 10, False), ("v2", 3, True)):
-        candidate = Candidate.from_report(compressed(world, name, steps, quantized=quantized))
-        register_candidate(candidate, MODEL, Clients(world.settings), "test")
-    fill_index(world, embedder)
     settings = world.settings.model_copy(
         update={
             "serving_api_key": SecretStr(KEY),
@@ -238,6 +234,11 @@ def serving_app(world: World, embedder) -> Iterator[Service]:
             "serving_max_tokens": MAX_TOKENS,
         }
     )
+    for name, steps, quantized in (("v1", 10, False), ("v2", 3, True)):
+        candidate = Candidate.from_report(compressed(world, name, steps, quantized=quantized))
+        # Registered with these limits in their release records, which serving then applies.
+        register_candidate(candidate, MODEL, Clients(settings), "test")
+    fill_index(world, embedder)
     port = free_port()
     started = time.perf_counter()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
