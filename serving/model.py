@@ -140,6 +140,7 @@ class ModelServer:
 
     async def _prepare(self, request: GenerationRequest) -> Prompt:
         try:
+            # Length first, cheap: no retrieval for a prompt that is refused anyway.
             prompt = prepare(self.tokenizer, request, self.limits, None, self.instruction)
             rag = request.rag if request.rag is not None else isinstance(request, ChatRequest)
             if not rag:

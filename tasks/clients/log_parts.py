@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     # A rename or a new file is durable only once its directory entry is.
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -58,14 +58,14 @@ class Parts:
         target = Path(path)
         if not target.parent.exists():
             target.parent.mkdir(parents=True)
-            _fsync_dir(target.parent.parent)
+            fsync_dir(target.parent.parent)
         tmp = target.with_name(f".{target.name}.tmp")  # readers skip it: not named part-*
         with open(tmp, "wb") as file:
             pq.write_table(table, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def list(self) -> list[str]:
         """Every complete part, in name order (the name starts with the sealing time)."""

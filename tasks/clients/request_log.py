@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from tasks.clients.log_parts import Parts
+from tasks.clients.log_parts import Parts, fsync_dir
 from tasks.clients.request_schema import FEEDBACK, REQUESTS, SCHEMA, LogKind
 
 logger = logging.getLogger(__name__)
@@ -57,20 +57,11 @@ def _decode(line: bytes, kind: LogKind) -> dict[str, Any]:
     return kind.validate({**raw, "at": datetime.fromisoformat(raw["at"])})
 
 
-def _fsync_dir(path: Path) -> None:
-    # A rename or a new file is durable only once its directory entry is.
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _seal(wal_dir: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     sealed = wal_dir / f"sealed-{stamp}-{uuid.uuid4().hex[:12]}.jsonl"
     os.rename(wal_dir / WAL_NAME, sealed)
-    _fsync_dir(wal_dir)
+    fsync_dir(wal_dir)
     return sealed
 
 
@@ -112,7 +103,7 @@ def _drain(wal_dir: Path, folder: Path, kind: LogKind, parts: Parts) -> list[str
         if path is not None:
             written.append(path)
         segment.unlink()
-        _fsync_dir(wal_dir)
+        fsync_dir(wal_dir)
     return written
 
 
@@ -174,7 +165,7 @@ class DurableLog:
         self._wal = open(building / WAL_NAME, "ab", buffering=0)  # noqa: SIM115
         self._dir = self.folder / WAL_DIR / name
         os.rename(building, self._dir)
-        _fsync_dir(self._dir.parent)
+        fsync_dir(self._dir.parent)
         self._pending = 0
         self._closed = False
 
@@ -241,7 +232,7 @@ class DurableLog:
         _seal(self._dir)
         self._wal.close()
         self._wal = open(self._dir / WAL_NAME, "ab", buffering=0)  # noqa: SIM115
-        _fsync_dir(self._dir)
+        fsync_dir(self._dir)
         self._pending = 0
 
     def _drain(self) -> list[str]:
