@@ -26,12 +26,14 @@ class Finding:
     end: int
 
 
-# Secrets with a shape of their own, one alternative per kind: one pass over the text.
-_SECRET_SHAPES = {
+# Secrets with a shape of their own. Compiled one by one: each keeps its fast scan for its
+# literal prefix (`AKIA`, `xox`, `AIza`), which one alternation of them all loses (1.6x slower).
+_SECRETS = {
     "private_key": r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY(?: BLOCK)?-----"
     r"[\s\S]{20,}?-----END (?:[A-Z]+ )?PRIVATE KEY(?: BLOCK)?-----",
     "aws_access_key": r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",
-    "aws_secret_key": r"(?i:aws_?secret_?(?:access_?)?key)\W{0,3}[=:]\s*[\"']?[A-Za-z0-9/+]{40}\b",
+    "aws_secret_key": r"(?i:aws_?secret_?(?:access_?)?key)\W{0,3}[=:]\s*[\"']?"
+    r"([A-Za-z0-9/+]{40})\b",
     "github_token": r"\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_\w{82})\b",
     "slack_token": r"\bxox[baprs]-[0-9A-Za-z-]{10,72}\b",
     "google_api_key": r"\bAIza[0-9A-Za-z_-]{35}\b",
@@ -40,28 +42,34 @@ _SECRET_SHAPES = {
     r"|(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,})",
     "jwt": r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
 }
-_SECRETS = re.compile("|".join(f"(?P<{kind}>{rx})" for kind, rx in _SECRET_SHAPES.items()))
-# scheme://user:password@host: the password group is checked against placeholders.
+_SHAPES = tuple((kind, re.compile(rx)) for kind, rx in _SECRETS.items())
+# scheme://user:password@host: the structure is the evidence; only placeholders are skipped.
 _CONNECTION = re.compile(
     r"\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|redis|rediss|amqps?|mssql"
-    r"|sqlserver|oracle|ftp|sftp|smtp|https?)(?:\+\w+)?://[^\s:/@'\"]+:([^\s@/'\"]+)@[\w.-]+"
+    r"|sqlserver|oracle|ftp|sftp|smtp|https?)(?:\+\w+)?://[^\s:/@'\"]*:([^\s@/'\"]+)@[\w.-]+"
 )
-# key = value in configuration; the value group is checked for placeholders and entropy.
+_KEY_WORDS = (
+    r"(?:password|passwd|pwd|passcode|secret|secret_key|api_?key|access_?token|auth_?token"
+    r"|client_?secret|private_?key)"
+)
+# Values of secret-named keys in configuration and prose; each is checked for placeholders
+# and entropy, which is what keeps `password='secret'` in documentation out.
 _ASSIGNMENTS = (
-    re.compile(
-        r"(?i)\b(?:password|passwd|pwd|secret|secret_key|api_?key|access_?token|auth_?token"
-        r"|client_?secret|private_?key)\b[\"']?\s*(?:=|:|=>)\s*[\"']([^\s\"']{8,128})[\"']"
+    re.compile(  # key = "value", key: 'value', "key": "value"
+        rf"(?i)\b{_KEY_WORDS}\b[\"']?\s*(?:=|:|=>)\s*[\"']([^\s\"']{{8,128}})[\"']"
     ),
-    # .env files: NAME=value, unquoted
-    re.compile(
-        r"^\s*(?:export\s+)?[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|API_KEY|TOKEN)[A-Z0-9_]*"
-        r"\s*=\s*[\"']?([^\s\"']{8,128})",
-        re.MULTILINE,
+    re.compile(  # .env and YAML: NAME=value or name: value, unquoted, to the end of the line
+        rf"(?im){_KEY_WORDS}[\w.-]*[ \t]*[=:][ \t]*([^\s\"'#]{{8,128}})[ \t]*$"
+    ),
+    re.compile(  # the password is X
+        r"(?i)\b(?:password|passcode|passphrase|pwd)\s+(?:is|was|=)\s*:?\s*[\"']?"
+        r"([^\s\"']{8,64}?)[\"'.,;]?(?=\s|$)"
     ),
 )
 _PLACEHOLDER = re.compile(
-    r"(?i)^(?:\W*|x+|\*+|\.+|<.*>|\{.*\}|\$\{?.*|%\(?.*|.*(?:password|passwd|secret|example"
-    r"|changeme|placeholder|your|dummy|redacted|token|xxx|foo|bar|spam|eggs).*)$"
+    r"(?i)^(?:\W*|x+|\*+|\.+|<.*>|\{.*\}|(?-i:\$\{?[A-Z_][A-Z0-9_]*\}?)|%\(?.*|.*(?:password"
+    r"|passwd|secret|example|changeme|placeholder|your|dummy|redacted|token|xxx|foo|bar|spam"
+    r"|eggs|sample).*)$"
 )
 
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24})\b")
@@ -70,9 +78,10 @@ _RESERVED_DOMAINS = re.compile(
     r"|domain\.(?:com|tld)|host\.com)$"
 )
 _PHONE = re.compile(
-    r"(?<![\w.+-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,4}){1,4}"
+    r"(?<![\w.+-])(?:\+\d{1,3}[ .-]?(?:\(0?\d{0,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,4}"
     r"|\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[-.]\d{3}[-.]\d{4}"  # North American
-    r"|0\d{2,4} \d{3,4} \d{3,4})(?![\w.-]*\d)"  # national, with a trunk 0
+    r"|\(0\d{2,4}\) ?\d{4,8}|0\d{2,4} \d{3,4} \d{3,4}|0\d(?:[ .]\d\d){4})"  # trunk 0
+    r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w.-]*\d)"  # an extension
 )
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
@@ -155,12 +164,15 @@ def _phone(match: str) -> bool:
 
 def find_secrets(text: str) -> list[Finding]:
     found = [
-        Finding(str(m.lastgroup), "secret", m.start(), m.end()) for m in _SECRETS.finditer(text)
+        Finding(kind, "secret", m.start(), m.end())
+        for kind, pattern in _SHAPES
+        for m in pattern.finditer(text)
+        if not _PLACEHOLDER.match(m.group(m.lastindex or 0))  # the value, not its key
     ]
     found += [
         Finding("connection_string", "secret", m.start(), m.end())
         for m in _CONNECTION.finditer(text)
-        if _secret_value(m.group(1))
+        if not _PLACEHOLDER.match(m.group(1))
     ]
     found += [
         Finding("password", "secret", m.start(1), m.end(1))
