@@ -42,7 +42,19 @@ _SECRETS = {
     r"|(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,})",
     "jwt": r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
 }
-_SHAPES = tuple((kind, re.compile(rx)) for kind, rx in _SECRETS.items())
+# The literal each shape holds: a substring test skips the expression where it is absent.
+_LITERALS = {
+    "private_key": ("PRIVATE KEY",),
+    "aws_access_key": ("AKIA", "ASIA", "ABIA", "ACCA"),
+    "aws_secret_key": ("ecret", "ECRET"),
+    "github_token": ("gh", "github_pat_"),
+    "slack_token": ("xox",),
+    "google_api_key": ("AIza",),
+    "stripe_key": ("k_live_", "k_test_"),
+    "openai_key": ("sk-",),
+    "jwt": ("eyJ",),
+}
+_SHAPES = tuple((kind, _LITERALS[kind], re.compile(rx)) for kind, rx in _SECRETS.items())
 # scheme://user:password@host: the structure is the evidence; only placeholders are skipped.
 _CONNECTION = re.compile(
     r"\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|redis|rediss|amqps?|mssql"
@@ -162,24 +174,48 @@ def _phone(match: str) -> bool:
     return 9 <= len(digits) <= 15 and not re.fullmatch(r"[\d.]+", match)
 
 
+_KEY_HINT = re.compile(r"pass|pwd|secret|api|private|token")  # in every _KEY_WORDS, lowered
+
+
+def _key_lines(text: str) -> list[tuple[int, int]]:
+    """The lines (and the line after each, for a value on the next) that name a secret-like
+    key: the case-blind assignment expressions are slow over a whole document."""
+    lowered = text.lower()
+    if len(lowered) != len(text):  # lowering changed offsets (rare letters): scan it all
+        return [(0, len(text))]
+    spans: list[tuple[int, int]] = []
+    for m in _KEY_HINT.finditer(lowered):
+        start = text.rfind("\n", 0, m.start()) + 1
+        end = text.find("\n", text.find("\n", m.end()) + 1)
+        end = len(text) if end == -1 or text.find("\n", m.end()) == -1 else end
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+        else:
+            spans.append((start, end))
+    return spans
+
+
 def find_secrets(text: str) -> list[Finding]:
     found = [
         Finding(kind, "secret", m.start(), m.end())
-        for kind, pattern in _SHAPES
+        for kind, literals, pattern in _SHAPES
+        if any(literal in text for literal in literals)
         for m in pattern.finditer(text)
         if not _PLACEHOLDER.match(m.group(m.lastindex or 0))  # the value, not its key
     ]
-    found += [
-        Finding("connection_string", "secret", m.start(), m.end())
-        for m in _CONNECTION.finditer(text)
-        if not _PLACEHOLDER.match(m.group(1))
-    ]
-    found += [
-        Finding("password", "secret", m.start(1), m.end(1))
-        for pattern in _ASSIGNMENTS
-        for m in pattern.finditer(text)
-        if _secret_value(m.group(1))
-    ]
+    if "://" in text:
+        found += [
+            Finding("connection_string", "secret", m.start(), m.end())
+            for m in _CONNECTION.finditer(text)
+            if not _PLACEHOLDER.match(m.group(1))
+        ]
+    for start, end in _key_lines(text):
+        found += [
+            Finding("password", "secret", m.start(1), m.end(1))
+            for pattern in _ASSIGNMENTS
+            for m in pattern.finditer(text, start, end)
+            if _secret_value(m.group(1))
+        ]
     return _merged(found)
 
 
@@ -193,21 +229,48 @@ def _matches(
     )
 
 
+# Cards, SSNs, addresses and phones are digits and separators only: the expressions run on
+# windows around such runs instead of the whole text (most of a document has none).
+_NUMBER_RUN = re.compile(r"\d[\d .()x/+-]{5,}\d")
+_BEFORE, _AFTER = 12, 40  # room for the look-behinds (a version word) and look-aheads
+
+
+def _number_windows(text: str) -> list[tuple[int, int]]:
+    windows: list[tuple[int, int]] = []
+    for m in _NUMBER_RUN.finditer(text):
+        start, end = max(0, m.start() - _BEFORE), min(len(text), m.end() + _AFTER)
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    return windows
+
+
+def _numbers(text: str) -> list[Finding]:
+    found: list[Finding] = []
+    for start, end in _number_windows(text):
+        part = text[start:end]
+        here = [
+            *_matches("payment_card", _CARD, part, lambda m: _card(re.sub(r"\D", "", m.group()))),
+            *_matches("national_id", _SSN, part, lambda m: True),
+            *_matches("ip_address", _IPV4, part, lambda m, part=part: _ip(part, m)),
+        ]
+        here += [
+            f
+            for f in _matches("phone", _PHONE, part, lambda m: _phone(m.group()))
+            if not any(o.start < f.end and f.start < o.end for o in here)
+        ]
+        found += [Finding(f.kind, f.category, f.start + start, f.end + start) for f in here]
+    return found
+
+
 def find_personal_data(text: str) -> list[Finding]:
     found = [
         *_matches("email", _EMAIL, text, lambda m: not _RESERVED_DOMAINS.search(m.group(1))),
-        *_matches("payment_card", _CARD, text, lambda m: _card(re.sub(r"\D", "", m.group()))),
         *_matches("iban", _IBAN, text, lambda m: iban_valid(m.group())),
-        *_matches("national_id", _SSN, text, lambda m: True),
         *_matches("national_id", _NINO, text, lambda m: True),
-        *_matches("ip_address", _IPV4, text, lambda m: _ip(text, m)),
     ]
-    found += [
-        f
-        for f in _matches("phone", _PHONE, text, lambda m: _phone(m.group()))
-        if not any(o.start < f.end and f.start < o.end for o in found)
-    ]
-    return _merged(found)
+    return _merged(found + _numbers(text))
 
 
 def find_sensitive(text: str) -> list[Finding]:
