@@ -193,15 +193,16 @@ def find_injection(text: str) -> list[Finding]:
 
 
 def neutralise(text: str, findings: list[Finding]) -> str:
-    """`text` with each sentence that holds an instruction to the model cut out and marked, so
-    the rest of the passage still serves as evidence."""
+    """`text` with each sentence that holds an instruction to the model cut out: the rest of
+    the passage still serves as evidence, and reads as if the instruction had never been there
+    (the decision itself is reported beside the answer, not inside the prompt)."""
     out, at = [], 0
     for start, end in _sentences(text, findings):
         if start < at:
             continue
-        out += [text[at:start], "[instruction to the model removed]"]
+        out.append(text[at:start])
         at = end
-    return "".join([*out, text[at:]])
+    return "".join([*out, text[at:]]).strip()
 
 
 def _sentences(text: str, findings: list[Finding]) -> list[tuple[int, int]]:
