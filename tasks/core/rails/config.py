@@ -95,5 +95,9 @@ class RailsPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ingest: IngestRails = IngestRails()
-    serving: ServingRails = ServingRails()
+    ingest: IngestRails = Field(
+        IngestRails(), description="What ingest does with secrets and personal data."
+    )
+    serving: ServingRails = Field(
+        ServingRails(), description="The input, retrieval and output rails at serving."
+    )
