@@ -1,14 +1,19 @@
-"""The HTTP contract: OpenAI-compatible requests and responses, SSE chunks and JSON errors.
+"""The HTTP contract: OpenAI-compatible requests and responses and JSON errors (a stream's SSE
+events: `serving.sse`).
 
 Extensions to the OpenAI shapes: requests take `rag` and `top_k`; responses carry `version`
 (the registry version that answered), `sources` (the passages put into the prompt, with
-their text) and `answer_quality` (whether the text is usable at all; a stream's last event
-carries it too). `POST /v1/feedback` (not OpenAI's) rates an answer by its request id.
+their text), `answer_quality` (whether the text is usable at all) and `rails` (each decision
+of the rails on this request: `[{"rail": "input"|"retrieval"|"output", "action":
+"block"|"redact"|"drop"|"neutralise", "reason": "injection:ignore_instructions"}, ...]`, empty
+when none acted); a stream's last event carries the last three too. A request the input rail
+blocks, or an answer the output rail refuses (it echoes the system prompt), is answered with
+`REFUSAL` and `finish_reason: "content_filter"` (OpenAI's value); a redacted answer keeps its
+finish reason. `POST /v1/feedback` (not OpenAI's) rates an answer by its request id.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any, Literal
@@ -17,8 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from tasks.clients.request_schema import RATINGS
 from tasks.core.answer_quality import answer_quality
-
-DONE = "data: [DONE]\n\n"
 
 
 class ApiError(Exception):
@@ -173,14 +176,24 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class RailDecision(BaseModel):
+    """One rail acting on the request (`tasks.core.rails.Decision`): which rail, what it did
+    and why (`<category>:<kind>`)."""
+
+    rail: Literal["input", "retrieval", "output"]
+    action: Literal["block", "redact", "drop", "neutralise"]
+    reason: str
+
+
 class Generation(BaseModel):
     """What a model deployment returns for one request (the router adds the envelope)."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: Literal["stop", "length"]
+    finish_reason: Literal["stop", "length", "content_filter"]
     sources: list[Source] = []
+    rails: list[RailDecision] = []
 
     def usage(self) -> Usage:
         total = self.prompt_tokens + self.completion_tokens
@@ -234,6 +247,7 @@ class _Response(BaseModel):
     version: str
     sources: list[Source]
     answer_quality: AnswerQuality
+    rails: list[RailDecision]
 
 
 class CompletionResponse(_Response):
@@ -262,6 +276,7 @@ def response(
         "version": version,
         "sources": out.sources,
         "answer_quality": AnswerQuality.of(out.text),
+        "rails": out.rails,
     }
     if isinstance(request, ChatRequest):
         message = Message(role="assistant", content=out.text)
@@ -270,38 +285,3 @@ def response(
     return CompletionResponse(
         choices=[CompletionChoice(text=out.text, finish_reason=out.finish_reason)], **common
     )
-
-
-def sse(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
-
-
-def stream_chunk(
-    request: GenerationRequest,
-    rid: str,
-    model: str,
-    version: str,
-    text: str | None,
-    finish_reason: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> str:
-    """One SSE event of a streamed answer: the first chat chunk carries the role, the last one
-    the finish reason (and, as extensions, usage, sources and answer_quality)."""
-    chat = isinstance(request, ChatRequest)
-    if chat:
-        delta: dict[str, Any] = {} if text is None else {"content": text}
-        if text == "":
-            delta = {"role": "assistant", "content": ""}
-        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
-    else:
-        choice = {"index": 0, "text": text or "", "finish_reason": finish_reason}
-    payload = {
-        "id": rid,
-        "object": "chat.completion.chunk" if chat else "text_completion",
-        "created": int(time.time()),
-        "model": model,
-        "version": version,
-        "choices": [choice],
-        **(extra or {}),
-    }
-    return sse(payload)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import random
 import time
@@ -20,8 +19,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from serving.api import (
-    DONE,
-    AnswerQuality,
     ApiError,
     ChatRequest,
     CompletionRequest,
@@ -33,12 +30,11 @@ from serving.api import (
     new_id,
     parse_request,
     response,
-    sse,
-    stream_chunk,
 )
 from serving.page import add_chat_page
 from serving.record import Record, complete
 from serving.shadow import Mirror
+from serving.sse import DONE, final_extensions, sse, stream_chunk
 from tasks.core.routing import SESSION_HEADER, VERSION_HEADER, UnknownVersion, choose_version
 
 logger = logging.getLogger(__name__)
@@ -153,11 +149,7 @@ class Gateway:
                     yield stream_chunk(*args, event)
                 elif isinstance(event, Generation):
                     rec.answered(event)
-                    extra = {
-                        "usage": event.usage().model_dump(),
-                        "sources": rec.sources,
-                        "answer_quality": AnswerQuality.of(event.text).model_dump(),
-                    }
+                    extra = final_extensions(event)
                     yield stream_chunk(*args, None, event.finish_reason, extra)
             yield DONE
         except (asyncio.CancelledError, GeneratorExit):
@@ -174,26 +166,9 @@ class Gateway:
 
     async def finish(self, rec: Record) -> None:
         latency = time.perf_counter() - rec.started
-        self.router.metrics.observe(
-            rec.version, rec.route, rec.status, latency, rec.prompt_tokens, rec.completion_tokens
-        )
-        row = {
-            "request_id": rec.request_id,
-            "at": rec.at,
-            "version": rec.version,
-            "route": rec.route,
-            "status": rec.status,
-            "latency_ms": latency * 1000,
-            "prompt_tokens": rec.prompt_tokens,
-            "completion_tokens": rec.completion_tokens,
-            "prompt": rec.prompt,
-            "response": rec.response,
-            "error": rec.error,
-            "session": rec.session,
-            "sources": json.dumps(rec.sources or []),
-        }
+        rec.count(self.router.metrics, latency)
         try:  # fsynced: off the event loop
-            await asyncio.to_thread(self.router.log.append, row)
+            await asyncio.to_thread(self.router.log.append, rec.row(latency))
         except Exception:  # the answer stands; the failure is loud in the replica's log
             logger.exception("request %s could not be written to the request log", rec.request_id)
 

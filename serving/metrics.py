@@ -2,12 +2,14 @@
 
 Each `ServingMetrics` owns a private `CollectorRegistry`: the global registry would make two
 apps (or two tests) in one process collide on metric names. The canary reads these per version:
-requests and errors for the error rate, the latency histogram for p95, tokens for cost.
+requests and errors for the error rate, the latency histogram for p95, tokens for cost, and
+the rails' decisions for block and redact rates (over `llmops_requests_total`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +21,15 @@ from prometheus_client import (
 
 # 5 ms (a cached or refused request) to 30 s (a long generation on CPU), about x2 apart.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30)
+# What each serving rail can do (tasks.core.rails): every pair is a series from a version's
+# first request on, at 0 until it happens.
+RAIL_ACTIONS = (
+    ("input", "block"),
+    ("retrieval", "neutralise"),
+    ("retrieval", "drop"),
+    ("output", "block"),
+    ("output", "redact"),
+)
 
 
 class ServingMetrics:
@@ -43,6 +54,13 @@ class ServingMetrics:
             "llmops_tokens_total",
             "Tokens by model version; direction in: prompt, out: completion.",
             ["version", "direction"],
+            registry=self.registry,
+        )
+        self.rails = Counter(
+            "llmops_rail_decisions_total",
+            "Requests on which a rail acted, by model version, rail and action; a request "
+            "counts once per rail and action, however many reasons or passages.",
+            ["version", "rail", "action"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -75,6 +93,14 @@ class ServingMetrics:
         self.tokens.labels(version, "in").inc(tokens_in)
         self.tokens.labels(version, "out").inc(tokens_out)
         self.latency.labels(version).observe(latency_s)
+
+    def observe_rails(self, version: str, decisions: Iterable[Mapping[str, str]]) -> None:
+        """Count one request's rail decisions (`Decision.as_dict()`s), each (rail, action)
+        once; every known pair of the version is touched at 0 so a rate exists from the start."""
+        for rail, action in RAIL_ACTIONS:
+            self.rails.labels(version, rail, action)
+        for rail, action in sorted({(d["rail"], d["action"]) for d in decisions}):
+            self.rails.labels(version, rail, action).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for a /metrics endpoint."""

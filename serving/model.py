@@ -1,6 +1,7 @@
 """One served version: a Serve deployment that verifies, loads and warms up a registered
 version, then answers batched requests, retrieving passages for RAG from the router app's
-retriever. Each version runs as an application of its own (`serving.versions`)."""
+retriever, behind the rails of its release (`serving.rails`). Each version runs as an
+application of its own (`serving.versions`)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,24 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ray import serve
 
-from serving.api import ApiError, ChatRequest, Generation, GenerationRequest, Source, StreamStart
+from serving.api import (
+    ApiError,
+    ChatRequest,
+    Generation,
+    GenerationRequest,
+    RailDecision,
+    Source,
+    StreamStart,
+)
 from serving.prompts import prepare
+from serving.rails import OutputGuard, check_output, check_request, refusal, screen_hits
 from serving.retriever import NOTHING_INDEXED
+from tasks.core.rails import ServingRails
 from tasks.shared.generation import (
     Limits,
     Prompt,
@@ -74,6 +85,7 @@ class ModelServer:
             )
         self.instruction = releases.instruction(self.release)
         self.top_k = self.release.top_k if self.release else DEFAULT_TOP_K
+        self.rails = self.release.rails.serving if self.release else ServingRails()
         folder = registry.download_verified(model_name, version)  # verified
         self.model, self.tokenizer = load_model_folder(folder, settings.allow_pickle)
         self.version = version
@@ -107,30 +119,44 @@ class ModelServer:
         }
 
     async def complete(self, request: GenerationRequest) -> Generation | ApiError:
+        if blocked := check_request(request, self.rails):  # the input rail, before anything
+            return refusal(blocked)
         try:
-            prompt = await self._prepare(request)
-        except ApiError as refusal:
-            return refusal
+            prompt, screened = await self._prepare(request)
+        except ApiError as refused:
+            return refused
         ids = await self._batch((prompt.ids, prompt.max_new, request.temperature))
-        return self._result(prompt, ids)
+        return self._result(prompt, ids, screened)
 
     async def stream(
         self, request: GenerationRequest
     ) -> AsyncIterator[StreamStart | str | Generation | ApiError]:
-        """A StreamStart, then text deltas, then the whole Generation (or one ApiError)."""
+        """A StreamStart, then text deltas, then the whole Generation (or one ApiError). The
+        deltas are what the output rail has passed (`OutputGuard`): held back a little, and
+        redacted like the Generation's text."""
+        if blocked := check_request(request, self.rails):
+            answer = refusal(blocked)
+            yield StreamStart(prompt_tokens=0)
+            yield answer.text
+            yield answer
+            return
         try:
-            prompt = await self._prepare(request)
-        except ApiError as refusal:
-            yield refusal
+            prompt, screened = await self._prepare(request)
+        except ApiError as refused:
+            yield refused
             return
         yield StreamStart(prompt_tokens=len(prompt.ids), sources=_sources(prompt))
         tokens = stream(self.model, self.tokenizer, prompt.ids, prompt.max_new, request.temperature)
         text, ids = TextStream(self.tokenizer), []
+        guard = OutputGuard(self.instruction, self.rails)
         while (token := await asyncio.to_thread(next, tokens, None)) is not None:
             ids.append(token)
-            if delta := text.push(token):
-                yield delta
-        yield self._result(prompt, ids)
+            if (delta := text.push(token)) and (checked := guard.push(delta)):
+                yield checked
+        result = self._result(prompt, ids, screened)
+        if rest := guard.finish(result.text):
+            yield rest
+        yield result
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _batch(self, jobs: list[tuple[list[int], int, float]]) -> list[list[int]]:
@@ -138,25 +164,28 @@ class ModelServer:
         # In a thread: the replica's event loop keeps queueing the next batch meanwhile.
         return await asyncio.to_thread(generate, self.model, self.tokenizer, prompts, limits, temps)
 
-    async def _prepare(self, request: GenerationRequest) -> Prompt:
+    async def _prepare(self, request: GenerationRequest) -> tuple[Prompt, list[RailDecision]]:
+        """The prompt, and the retrieval rail's decisions on the passages retrieved for it."""
         try:
             # Length first, cheap: no retrieval for a prompt that is refused anyway.
             prompt = prepare(self.tokenizer, request, self.limits, None, self.instruction)
             rag = request.rag if request.rag is not None else isinstance(request, ChatRequest)
             if not rag:
-                return prompt
+                return prompt, []
             hits = NOTHING_INDEXED
             if self.retriever is not None:
                 hits = await self._retrieve(request.question, request.top_k or self.top_k)
             if isinstance(hits, str):  # why there are no passages
                 if request.rag:  # asked for explicitly: say why it cannot be done
                     raise ApiError(503, hits, "retrieval_unavailable")
-                return prompt  # chat's default: answer without passages meanwhile
+                return prompt, []  # chat's default: answer without passages meanwhile
+            hits, screened = screen_hits(hits, self.rails)  # before any passage is prompted
             chunks = [
                 to_chunk(self.tokenizer, h["text"], h["doc_id"], h["source"], h["score"])
                 for h in hits
             ]
-            return prepare(self.tokenizer, request, self.limits, chunks, self.instruction)
+            prompt = prepare(self.tokenizer, request, self.limits, chunks, self.instruction)
+            return prompt, screened
         except PromptTooLong as exc:
             raise ApiError(
                 400, f"{exc} (limit {exc.limit}, got {exc.count})", "context_length_exceeded"
@@ -171,13 +200,23 @@ class ModelServer:
                 503, f"retrieval failed: {type(exc).__name__}", "retrieval_unavailable"
             ) from None
 
-    def _result(self, prompt: Prompt, ids: list[int]) -> Generation:
+    def _result(
+        self, prompt: Prompt, ids: list[int], screened: Sequence[RailDecision] = ()
+    ) -> Generation:
+        """The answer to `prompt` from the generated `ids`, after the output rail; with the
+        decisions of the retrieval rail (`screened`) and of the output rail."""
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text, checked = check_output(text, self.instruction, self.rails)
+        refused = any(d.action == "block" for d in checked)
         return Generation(
-            text=self.tokenizer.decode(ids, skip_special_tokens=True),
+            text=text,
             prompt_tokens=len(prompt.ids),
             completion_tokens=len(ids),
-            finish_reason="length" if len(ids) >= prompt.max_new else "stop",
+            finish_reason="content_filter"
+            if refused
+            else ("length" if len(ids) >= prompt.max_new else "stop"),
             sources=_sources(prompt),
+            rails=[*screened, *checked],
         )
 
 

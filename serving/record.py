@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 from ray.exceptions import RayActorError
 
 from serving.api import ApiError, Generation
+from serving.metrics import ServingMetrics
 from tasks.core.routing import VERSION_HEADER
 
 logger = logging.getLogger(__name__)
@@ -36,14 +38,48 @@ class Record:
     error: str | None = None
     session: str | None = None
     sources: list[dict[str, Any]] | None = None
+    rails: list[dict[str, str]] | None = None  # the rails' decisions, as the response has them
 
     def answered(self, out: Generation) -> None:
         self.response, self.prompt_tokens = out.text, out.prompt_tokens
         self.completion_tokens = out.completion_tokens
         self.sources = [s.model_dump() for s in out.sources]
+        self.rails = [d.model_dump() for d in out.rails]
 
     def refused(self, error: ApiError) -> None:
         self.status, self.error = error.status, error.message
+
+    def count(self, metrics: ServingMetrics, latency_s: float) -> None:
+        """Into the metrics: the request, and the rails' decisions of the version that had it."""
+        metrics.observe(
+            self.version,
+            self.route,
+            self.status,
+            latency_s,
+            self.prompt_tokens,
+            self.completion_tokens,
+        )
+        if self.version != NO_VERSION:
+            metrics.observe_rails(self.version, self.rails or [])
+
+    def row(self, latency_s: float) -> dict[str, Any]:
+        """The request log's record of this request (`tasks.clients.request_schema.SCHEMA`)."""
+        return {
+            "request_id": self.request_id,
+            "at": self.at,
+            "version": self.version,
+            "route": self.route,
+            "status": self.status,
+            "latency_ms": latency_s * 1000,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "prompt": self.prompt,
+            "response": self.response,
+            "error": self.error,
+            "session": self.session,
+            "sources": json.dumps(self.sources or []),
+            "rails": json.dumps(self.rails or []),
+        }
 
     def headers(self) -> dict[str, str]:
         chosen = {VERSION_HEADER: self.version} if self.version != NO_VERSION else {}

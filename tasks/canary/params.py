@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from tasks.clients.registry import MODEL_NAME
 from tasks.core.promotion import REGISTERED_MODEL
+from tasks.core.rail_rates import RAILS, TRIPS
 from tasks.evaluate.params import AnswerParams, ContractParams
 
 ROLLED_BACK_EVENT = "llmops.canary.rolled-back"  # prefect.yaml's alert-canary-rolled-back
@@ -21,6 +22,23 @@ class ThresholdParams(BaseModel):
     max_p95_ratio: float = Field(1.5, gt=0, description="Challenger p95 / champion p95.")
     max_quality_regression: float = Field(0.02, ge=0, description="Relative bits/byte worse.")
     min_requests: int = Field(20, ge=1, description="Per version, before a step is judged.")
+    max_rail_trip_increase: float = Field(
+        0.02,
+        ge=0,
+        lt=1,
+        title="Most rail-trip rise",
+        description="Share of requests that trip a rail (block, redact, drop, neutralise), "
+        "absolute (0.02 = 2 points): the challenger's more than the champion's by this, "
+        "significantly, rolls back; an inconclusive comparison never does.",
+    )
+    rail_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        title="Rail-trip significance",
+        description="One-sided level of the rail-trip comparison (Newcombe's score interval "
+        "of the difference; tasks/core/rail_rates.py).",
+    )
 
 
 class CanaryParams(BaseModel):
@@ -125,6 +143,7 @@ def report_markdown(outcome: CanaryOutcome) -> str:
                 f"(+{s.extensions}) | {s.replayed} |"
             )
     reasons = "\n".join(f"- {r}" for r in o.steps[-1].reasons) if o.steps else ""
+    rails = rails_markdown(o.steps)
     return (
         f"# Canary of {o.model_name} v{o.challenger} against v{o.champion}: {o.verdict}\n\n"
         f"Champion now v{o.champion_now or 'none'}, challenger v{o.challenger_now or 'none'}, "
@@ -134,6 +153,33 @@ def report_markdown(outcome: CanaryOutcome) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|\n"
         + "\n".join(rows)
         + f"\n\n## Reasons at the last step\n\n{reasons}\n"
+        + (f"\n## Rail trips\n\n{rails}\n" if rails else "")
+    )
+
+
+_RAIL_COLUMNS = (*RAILS, *TRIPS)
+
+
+def rails_markdown(steps: list[StepResult]) -> str:
+    """Per step and version: requests that tripped any rail, then each rail and each action
+    (a request counts once per column it tripped); empty when no step knew the decisions."""
+    rows = []
+    for s in steps:
+        for role in ("champion", "challenger"):
+            f = s.stats.get(role, {})
+            trips = f.get("rail_trips")
+            if trips is None:
+                continue
+            n = f["requests"] or 0
+            rate = f"{100 * trips / n:.1f}%" if n else "n/a"
+            each = " | ".join(f"{f.get(f'rail_{c}') or 0:.0f}" for c in _RAIL_COLUMNS)
+            rows.append(f"| {s.label} | {role} | {n:.0f} | {trips:.0f} ({rate}) | {each} |")
+    if not rows:
+        return ""
+    head = " | ".join(_RAIL_COLUMNS)
+    return (
+        f"| step | version | requests | tripped | {head} |\n"
+        f"|---|---|---:|---:|{'---:|' * len(_RAIL_COLUMNS)}\n" + "\n".join(rows)
     )
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from tasks.canary.answers import answer_pinned, live_groundedness, pinned_verdict
 from tasks.canary.params import CanaryOutcome, CanaryParams, StepResult
+from tasks.canary.rails import rail_counts, rail_figures
 from tasks.clients import Clients
 from tasks.clients.request_log import read_acknowledged
 from tasks.core.canary import CanaryThresholds, VersionStats, canary_weights, decide_step
@@ -128,8 +129,9 @@ def step_stats(
         rows = frame[frame["version"] == version]
         latency = rows["latency_ms"].to_numpy(dtype=float)
         p95 = float(np.percentile(latency, 95)) if len(latency) else float("nan")
+        errors = int((rows["status"] >= 500).sum())
         out[role] = VersionStats(
-            len(rows), int((rows["status"] >= 500).sum()), p95, (quality or {}).get(role)
+            len(rows), errors, p95, (quality or {}).get(role), rail_counts(rows)
         )
     return out
 
@@ -185,6 +187,7 @@ def run_step(
                 "quality_bpb": s.quality,
                 "pinned_token_f1": rounds.mean(role, params.contract.primary),
                 "live_groundedness": live[role],
+                **rail_figures(s.rails),
             }
             for role, s in stats.items()
         }

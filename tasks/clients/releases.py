@@ -3,8 +3,8 @@
 
 A version registered by the pipeline inherits its champion's release (a prompt promoted once
 stays with the models trained after it); with no champion, or one registered without a record,
-it gets the platform's defaults. A release of its own (a new prompt, top-k or limits) is a new
-version of the same files, which then goes through the canary like any challenger.
+it gets the platform's defaults. A release of its own (a new prompt, top-k, limits or rails) is
+a new version of the same files, which then goes through the canary like any challenger.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class Releases:
         actor: str,
     ) -> ReleasedVersion:
         """A new version of `from_version`'s files whose release differs by `changes` (fields
-        of `Release`) and/or a new `instruction`, made the challenger."""
+        of `Release`; `rails` a whole `RailsPolicy`) and/or a new `instruction`, made the
+        challenger."""
         base = self.of(name, from_version) or self.default()
         update = dict(changes)
         if instruction is not None:

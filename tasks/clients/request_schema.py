@@ -29,6 +29,9 @@ SCHEMA = pa.schema(
         pa.field("session", pa.string()),
         # JSON text: the passages the answer was built on, [{doc_id, source, score, text}, ...]
         pa.field("sources", pa.string()),
+        # JSON text: the rails' decisions, [{rail, action, reason}, ...]; null or "[]": none.
+        # Parts written before the column read it as null.
+        pa.field("rails", pa.string()),
     ]
 )
 REQUIRED = tuple(f.name for f in SCHEMA if not f.nullable)
@@ -62,16 +65,34 @@ def _check_str(name: str, value: Any, nullable: bool) -> str | None:
     return value
 
 
-def _check_sources(value: Any) -> str | None:
+def _check_json(name: str, value: Any) -> str | None:
+    """A JSON column: null, JSON text, or a list or dict (stored as its JSON text)."""
     if value is None:
         return None
-    if isinstance(value, list | dict):  # structured sources are stored as their JSON text
+    if isinstance(value, list | dict):  # structured values are stored as their JSON text
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    text = _check_str("sources", value, nullable=True)
+    text = _check_str(name, value, nullable=True)
     try:
         json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"sources must be JSON text, a list or a dict: {error}") from None
+        raise ValueError(f"{name} must be JSON text, a list or a dict: {error}") from None
+    return text
+
+
+_RAIL_KEYS = ("rail", "action", "reason")
+
+
+def _check_rails(value: Any) -> str | None:
+    """The rails' decisions: a list of {rail, action, reason} strings (or its JSON text)."""
+    text = _check_json("rails", value)
+    if text is None:
+        return None
+    decisions = json.loads(text)
+    if not isinstance(decisions, list) or not all(
+        isinstance(d, dict) and all(isinstance(d.get(k), str) for k in _RAIL_KEYS)
+        for d in decisions
+    ):
+        raise ValueError(f"rails must be a list of {{rail, action, reason}} strings: {text!r}")
     return text
 
 
@@ -110,7 +131,8 @@ def validate_record(record: Mapping[str, Any]) -> dict[str, Any]:
     row["latency_ms"] = float(latency)
     for name in ("prompt_tokens", "completion_tokens"):
         row[name] = _check_int(name, record[name], 0, _INT32_MAX)
-    row["sources"] = _check_sources(record.get("sources"))
+    row["sources"] = _check_json("sources", record.get("sources"))
+    row["rails"] = _check_rails(record.get("rails"))
     return {name: row[name] for name in SCHEMA.names}
 
 

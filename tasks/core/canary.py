@@ -6,7 +6,10 @@ champion beyond the allowances on error rate, p95 latency and quality (lower is 
 held-out perplexity). Any check that fails, or a number that is NaN, rolls back. When both
 versions also answered the same pinned questions, the paired verdict on those answers (the
 quality contract) decides too: worse rolls back, inconclusive extends the step ("extend": more
-questions, more time) and never promotes or rolls back on its own.
+questions, more time) and never promotes or rolls back on its own. When the step's requests
+carry the rails' decisions, a challenger whose requests trip the rails significantly more often
+than the champion's (beyond `max_rail_trip_increase`, at `rail_alpha`: tasks.core.rail_rates)
+rolls back; an inconclusive rail comparison never fails a step (nor holds it back).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from itertools import pairwise
 from typing import Literal
 
 from tasks.core.paired import Verdict
+from tasks.core.rail_rates import RailCounts, RateComparison, RateVerdict, compare_trips
 
 Action = Literal["wait", "advance", "promote", "rollback", "extend"]
 # Exactly at an allowance passes; the slack keeps float noise (0.03 - 0.02) from failing it.
@@ -26,12 +30,14 @@ _SLACK = 1e-9
 
 @dataclass(frozen=True)
 class VersionStats:
-    """What one version did during the step. `quality` None: not measured (no quality check)."""
+    """What one version did during the step. `quality` None: not measured (no quality check);
+    `rails` None: the rails' decisions not known (no rail check)."""
 
     requests: int
     errors: int
     p95_ms: float
     quality: float | None = None
+    rails: RailCounts | None = None
 
     def __post_init__(self) -> None:
         if self.requests < 0 or not 0 <= self.errors <= self.requests:
@@ -49,15 +55,19 @@ class VersionStats:
 @dataclass(frozen=True)
 class CanaryThresholds:
     """How much worse than the champion the challenger may be: error rate in absolute points
-    (0.01 = one percentage point), p95 latency as a ratio, quality as a relative regression."""
+    (0.01 = one percentage point), p95 latency as a ratio, quality as a relative regression,
+    the share of requests that trip a rail in absolute points, significant at `rail_alpha`."""
 
     max_error_rate_increase: float = 0.01
     max_p95_ratio: float = 1.5
     max_quality_regression: float = 0.02
     min_requests: int = 20
+    max_rail_trip_increase: float = 0.02
+    rail_alpha: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("max_error_rate_increase", "max_p95_ratio", "max_quality_regression"):
+        names = ("max_error_rate_increase", "max_p95_ratio", "max_quality_regression")
+        for name in (*names, "max_rail_trip_increase"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
@@ -65,6 +75,12 @@ class CanaryThresholds:
             raise ValueError(f"max_p95_ratio must be > 0, got {self.max_p95_ratio}")
         if self.min_requests < 1:
             raise ValueError(f"min_requests must be >= 1, got {self.min_requests}")
+        if self.max_rail_trip_increase >= 1:
+            raise ValueError(
+                f"max_rail_trip_increase must be < 1, got {self.max_rail_trip_increase}"
+            )
+        if not 0 < self.rail_alpha < 0.5:
+            raise ValueError(f"rail_alpha must be in (0, 0.5), got {self.rail_alpha}")
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,17 @@ def _check_quality(
     )
 
 
+def _check_rails(
+    champion: VersionStats, challenger: VersionStats, t: CanaryThresholds
+) -> RateComparison | None:
+    """The challenger's rail trip rate against the champion's (None: not known for both)."""
+    if champion.rails is None or challenger.rails is None:
+        return None
+    return compare_trips(
+        challenger.rails, champion.rails, t.max_rail_trip_increase, t.rail_alpha, t.min_requests
+    )
+
+
 def decide_step(
     champion: VersionStats,
     challenger: VersionStats,
@@ -156,7 +183,8 @@ def decide_step(
     `last_step`: the step judged is the last one where both versions serve, so "promote" (give
     the challenger 100% and the champion alias) replaces "advance"; at 100% the champion gets
     no traffic and there would be nothing to compare. `answers`: the paired verdict on the
-    pinned questions (None: not measured), judged once the operational checks pass.
+    pinned questions (None: not measured), judged once the operational checks pass. The rail
+    comparison (when both versions' decisions are known) adds its reason; worse rolls back.
     """
     t = thresholds
     short = [
@@ -175,6 +203,9 @@ def decide_step(
         _check_latency(champion, challenger, t),
         _check_quality(champion, challenger, t),
     ]
+    rails = _check_rails(champion, challenger, t)
+    if rails is not None:
+        checks.append((rails.verdict is not RateVerdict.WORSE, rails.reason))
     reasons = tuple(reason for _, reason in checks)
     if not all(ok for ok, _ in checks):
         return StepVerdict("rollback", reasons)

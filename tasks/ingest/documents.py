@@ -1,4 +1,5 @@
-"""Ingest stage: files → normalised, validated documents in the lake; bad rows → quarantine."""
+"""Ingest stage: files → normalised, screened, validated documents in the lake; bad rows and
+documents holding what the rails quarantine → quarantine."""
 
 from __future__ import annotations
 
@@ -34,8 +35,21 @@ def _validate(
     return frame.drop(index=list(failed)).reset_index(drop=True)
 
 
+def _reason_kinds(reasons: list[str]) -> list[str]:
+    return list(dict.fromkeys(reason_kind(r) for r in reasons))
+
+
+def findings_by_kind(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    """{(kind, action): n} as {kind: {action: n}}, the report's shape."""
+    nested: dict[str, dict[str, int]] = {}
+    for (kind, action), n in sorted(counts.items()):
+        nested.setdefault(kind, {})[action] = n
+    return nested
+
+
 def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> IngestReport:
-    """Stream `root` through normalisation and validation, a batch at a time."""
+    """Stream `root` through normalisation, the secrets and personal data rails (`params.rails`)
+    and validation, a batch at a time."""
     started, run_id = time.perf_counter(), uuid.uuid4().hex[:12]
     source_root = str(root.resolve())
     validator = DocumentValidator(params.min_chars, params.max_chars)
@@ -45,18 +59,21 @@ def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> Inges
     members: list[pd.DataFrame] = []
     read = accepted = quarantined = new = 0
     reasons: Counter[str] = Counter()
+    findings: Counter[tuple[str, str]] = Counter()
     # Kept here, not read back from the lake: a re-run's rows are already there (under the
     # first run's id) and are not written again, so a lookup by this run's id finds none.
     shown: list[QuarantinedRow] = []
     records = iter_records(root, max_file_bytes=params.max_file_bytes, text_field=params.text_field)
     for chunk in batched(tqdm(records, desc="ingest", unit="doc"), params.batch_size):
         at = datetime.now(UTC)
-        batch = prepare_batch(chunk, seen, run_id, at)
+        batch = prepare_batch(chunk, seen, run_id, at, params.rails)
         good = _validate(batch, validator, run_id, at)
         read += len(chunk)
         accepted += len(good)
         quarantined += len(batch.quarantined)
-        reasons.update(reason_kind(r) for q in batch.quarantined for r in q["reasons"])
+        findings += batch.findings
+        # Each row once per kind of reason (a document with two private keys is one row).
+        reasons.update(kind for q in batch.quarantined for kind in _reason_kinds(q["reasons"]))
         for q in batch.quarantined:
             q["source_root"] = source_root
         shown += [
@@ -87,6 +104,7 @@ def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> Inges
         quarantined=quarantined,
         new_documents=new,
         reasons=dict(reasons),
+        findings=findings_by_kind(findings),
         seconds=round(time.perf_counter() - started, 3),
         quarantined_rows=shown,
     )

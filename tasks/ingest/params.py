@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
+from tasks.core.rails import SECRET_KINDS, IngestRails
+
 
 class IngestParams(BaseModel):
     """What to ingest and the rules a document must pass."""
@@ -22,9 +24,19 @@ class IngestParams(BaseModel):
     max_chars: int = Field(2_000_000, ge=1, description="Longest accepted document.")
     max_file_bytes: int = Field(20_000_000, ge=1, description="Larger single files are refused.")
     batch_size: int = Field(500, ge=1, description="Documents validated and written at a time.")
+    rails: IngestRails = Field(
+        default_factory=IngestRails,
+        title="Secrets and personal data",
+        description="What happens to a document holding a secret (keys, tokens, passwords, "
+        "connection strings) or personal data (e-mail addresses, phone numbers, payment "
+        "cards, IBANs, national ids, IP addresses): quarantine it with the reason, redact "
+        "the span with a typed placeholder such as [REDACTED:EMAIL], or allow it. `kinds` "
+        'overrides one kind, e.g. {"private_key": "redact", "ip_address": "allow"}.',
+    )
 
 
 SHOWN_QUARANTINE = 50  # rows a report lists; the lake's quarantine holds them all
+ACTIONS = ("quarantine", "redact", "allow")  # the rails' actions, as the report's columns
 
 
 class QuarantinedRow(BaseModel):
@@ -48,6 +60,11 @@ class IngestReport(BaseModel):
     new_documents: int
     reasons: dict[str, int]
     seconds: float
+    findings: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Secrets and personal data found, by kind, then by the action taken "
+        "(quarantine, redact, allow): how many spans, in every document read.",
+    )
     quarantined_rows: list[QuarantinedRow] = Field(
         default_factory=list,
         description=f"This run's first {SHOWN_QUARANTINE} quarantined rows, including those "
@@ -59,7 +76,8 @@ class IngestReport(BaseModel):
         return self.read == self.accepted + self.quarantined
 
     def markdown(self) -> str:
-        """The report a person reads in the Prefect UI: counts, reasons, quarantined rows."""
+        """The report a person reads in the Prefect UI: counts, secrets and personal data
+        found, quarantine reasons and rows."""
         rate = self.read / max(self.seconds, 1e-9)
         text = (
             f"# Ingest {self.run_id}\n\n"
@@ -70,6 +88,7 @@ class IngestReport(BaseModel):
             f"| {self.seconds} | {rate:.1f} |\n\n"
             f"read = accepted + quarantined: {'yes' if self.reconciles else '**no**'}\n"
         )
+        text += self._findings_markdown()
         if not self.quarantined:
             return text + "\nNothing was quarantined.\n"
         reasons = sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -84,6 +103,26 @@ class IngestReport(BaseModel):
                 f"| `{_cell(q.source)}` | {_cell('; '.join(q.reasons))} |\n"
                 for q in self.quarantined_rows
             )
+        )
+
+    def _findings_markdown(self) -> str:
+        """Secrets and personal data by kind: how many spans were quarantined, redacted or
+        allowed."""
+        if not self.findings:
+            return "\nNo secret or personal data was found.\n"
+        rows = "".join(
+            f"| {kind} | {'secret' if kind in SECRET_KINDS else 'personal data'} "
+            + "".join(f"| {actions.get(a, 0)} " for a in ACTIONS)
+            + "|\n"
+            for kind, actions in sorted(self.findings.items())
+        )
+        return (
+            "\n## Secrets and personal data found\n\n"
+            "Spans found, by what the ingest policy did with them: a quarantined document is "
+            "kept out of the index and the training data; a redacted span is replaced by "
+            "`[REDACTED:<KIND>]` everywhere.\n\n"
+            "| kind | category | quarantined | redacted | allowed |\n|---|---|---:|---:|---:|\n"
+            + rows
         )
 
 

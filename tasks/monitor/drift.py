@@ -34,6 +34,7 @@ from tasks.monitor.params import (
     MonitorParams,
     MonitorReport,
 )
+from tasks.monitor.rail_drift import RailSummary, rail_summary
 from tasks.monitor.windows import (
     TrainingText,
     load_training,
@@ -157,7 +158,8 @@ def compare_windows(
 ) -> MonitorReport:
     """Features, Evidently, the verdict; HTML under `report_dir` (None: no HTML). `seconds`:
     the stages before (loading, log checks), for the report; `feedback`, the current window's
-    feedback, goes into the report as it is."""
+    feedback, goes into the report as it is. The rails' block and retrieval-trip rates are
+    compared too (`rail_drift`): a significant jump is drift."""
     clock = Stopwatch(seconds)
     t = DriftThresholds(**params.thresholds.model_dump())
     with clock("features (words, OOV, language, ...)"):
@@ -194,7 +196,7 @@ def compare_windows(
         params.min_group_rows,
         params.retrain_on,
     )
-    return MonitorReport(
+    report = MonitorReport(
         model_name=params.model_name,
         current_window=windows.current_label,
         reference_window=windows.reference_label,
@@ -214,6 +216,26 @@ def compare_windows(
         seconds=clock.seconds,
         feedback=feedback,
     )
+    reference = windows.reference if windows.traffic_reference else None
+    rails = rail_summary(windows.current, reference, params.rails)
+    return with_rail_checks(report, rails, params.rails.retrain)
+
+
+def with_rail_checks(
+    report: MonitorReport, rails: RailSummary | None, retrain: bool
+) -> MonitorReport:
+    """The report with the rails' rates and checks; a jump counts as drift (and asks for
+    retraining when `retrain`), so the drift event announces it (tasks.monitor.events)."""
+    if rails is None:
+        return report
+    checks = [CheckRow(**c.model_dump()) for c in rails.checks]
+    update: dict = {"checks": [*report.checks, *checks], "rails": rails}
+    jumped = [f"rails jumped: {c.reason}" for c in rails.drifted]
+    if jumped:
+        kept = [] if report.status == "no drift" else report.reasons  # not "all within"
+        update |= {"status": "drift", "retrain": report.retrain or retrain}
+        update["reasons"] = [*kept, *jumped]
+    return report.model_copy(update=update)
 
 
 def _sample(frame: pd.DataFrame, params: MonitorParams) -> list[str]:

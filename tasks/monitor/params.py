@@ -14,6 +14,7 @@ from tasks.core.drift import Kind
 from tasks.core.promotion import REGISTERED_MODEL
 from tasks.monitor.feedback import FeedbackSummary, feedback_markdown
 from tasks.monitor.log_checks import LogCheck
+from tasks.monitor.rail_drift import RailDriftParams, RailSummary, rails_markdown
 
 DRIFT_EVENT = "llmops.drift.detected"
 
@@ -173,6 +174,9 @@ class MonitorParams(BaseModel):
     online: OnlineEvalParams = Field(
         default_factory=OnlineEvalParams, description="Live answers scored and compared."
     )
+    rails: RailDriftParams = Field(
+        default_factory=RailDriftParams, description="Block and retrieval-trip rates compared."
+    )
     max_latency_ms: float = Field(
         600_000,
         gt=0,
@@ -213,6 +217,7 @@ class MonitorReport(BaseModel):
     event_held_back: str | None = None  # when the event within the cooldown went out
     feedback: FeedbackSummary | None = None  # ratings given in the current window
     scores_path: str | None = None  # the live answers' scores, written beside the requests
+    rails: RailSummary | None = None  # both windows' rail rates (None: not compared)
 
     @property
     def drifted(self) -> list[CheckRow]:
@@ -267,6 +272,7 @@ def summary_markdown(r: MonitorReport) -> str:
         + f"\n\nRequest-log checks (Great Expectations): {log}\n\n"
         f"New words in the current window: {terms}\n\nLanguages: {langs or 'n/a'}\n\n"
         + (feedback_markdown(r.feedback) + "\n" if r.feedback else "")
+        + (rails_markdown(r.rails) + "\n" if r.rails else "")
         + f"Evidently reports:\n{links}\n\n"
         f"Time: {', '.join(f'{k} {v:.1f} s' for k, v in r.seconds.items()) or 'n/a'}\n"
     )

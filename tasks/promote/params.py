@@ -13,6 +13,7 @@ from tasks.clients.registry import MODEL_NAME, NONE, AliasChange
 from tasks.compress.params import UNCOMPRESSED, CompressReport
 from tasks.core.paired import Verdict
 from tasks.core.promotion import REGISTERED_MODEL
+from tasks.core.rails import RailsPolicy
 from tasks.evaluate.compare import ComparisonRow, comparison_table
 from tasks.evaluate.params import AnswerParams, ContractParams
 
@@ -87,8 +88,9 @@ class RollbackParams(BaseModel):
 
 
 class ReleaseParams(BaseModel):
-    """Release a version again with another instruction, top-k or limits: a new version of the
-    same files, made the challenger, so the change goes through the canary like a new model."""
+    """Release a version again with another instruction, top-k, limits or rails: a new version
+    of the same files, made the challenger, so the change goes through the canary like a new
+    model."""
 
     model_name: str = Field(
         REGISTERED_MODEL, pattern=MODEL_NAME.pattern, description="Registered model."
@@ -112,10 +114,15 @@ class ReleaseParams(BaseModel):
     max_prompt_tokens: int | None = Field(
         None, ge=1, description="Longest prompt served; empty = unchanged."
     )
+    rails: RailsPolicy | None = Field(
+        None,
+        description="The rails' settings served with it (input, retrieval and output rails; "
+        "what ingest does with secrets and personal data); empty = unchanged.",
+    )
     requested_by: str = Field("", description="Who asks (recorded); empty = this flow run.")
 
-    def changes(self) -> dict[str, int]:
-        fields = ("top_k", "max_tokens", "max_prompt_tokens")
+    def changes(self) -> dict[str, object]:
+        fields = ("top_k", "max_tokens", "max_prompt_tokens", "rails")
         return {f: getattr(self, f) for f in fields if getattr(self, f) is not None}
 
 

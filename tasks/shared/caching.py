@@ -21,6 +21,7 @@ from prefect.cache_policies import TASK_SOURCE
 from prefect.context import TaskRunContext
 from prefect.utilities.hashing import hash_objects
 
+from tasks.core import rails
 from tasks.shared.manifest import folder_digest
 from tasks.shared.settings import get_settings
 
@@ -97,10 +98,26 @@ def source_fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
+def rails_rules_digest() -> str:
+    """The source of the rails' rules: a rule that finds more (a new kind of key, say) must
+    screen the same files again, not serve what the old rules let through."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(rails.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def ingest_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
-    """Ingest reads files the parameters only point at: key on what the files hold."""
+    """Ingest reads files the parameters only point at: key on what the files hold, and on
+    the rails that screen them (the policy is among the parameters; the rules are code)."""
     root = Path(inputs["root"])
-    return _key(ctx, source_fingerprint(root), str(root.resolve()), _dump(inputs["params"]))
+    return _key(
+        ctx,
+        source_fingerprint(root),
+        str(root.resolve()),
+        _dump(inputs["params"]),
+        rails_rules_digest(),
+    )
 
 
 def snapshot_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str | None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from tasks.clients.log_parts import Parts
@@ -95,6 +96,25 @@ def test_round_trip_keeps_every_field_and_type(tmp_path: Path) -> None:
     assert wal_dirs(tmp_path) == []
 
 
+def test_rails_decisions_round_trip_and_old_parts_read_them_as_null(tmp_path: Path) -> None:
+    # A part written before the rails column existed: the schema without it.
+    old = REQUESTS.schema.remove(REQUESTS.schema.get_field_index("rails"))
+    row = {k: v for k, v in REQUESTS.validate(record(0)).items() if k != "rails"}
+    Parts(tmp_path).write(
+        Parts(tmp_path).path("2026-01-02", "20260102T000000000000Z-old"),
+        pa.Table.from_pylist([row], schema=old),
+    )
+    blocked = [{"rail": "input", "action": "block", "reason": "injection:system_prompt_request"}]
+    with RequestLog(tmp_path) as log:
+        log.append(record(1, rails=blocked))
+        log.append(record(2, rails="[]"))
+    frame = read_requests(tmp_path)
+    assert list(frame["request_id"]) == ["req-0", "req-1", "req-2"]
+    assert frame.iloc[0]["rails"] is None  # the old part
+    assert json.loads(frame.iloc[1]["rails"]) == blocked
+    assert frame.iloc[2]["rails"] == "[]"
+
+
 def test_read_requests_since(tmp_path: Path) -> None:
     with RequestLog(tmp_path) as log:
         for i in range(10):
@@ -108,7 +128,7 @@ def test_read_requests_since(tmp_path: Path) -> None:
 
 def test_an_empty_folder_reads_as_an_empty_frame_with_the_columns(tmp_path: Path) -> None:
     frame = read_requests(tmp_path / "nothing-yet")
-    assert frame.empty and "latency_ms" in frame.columns and len(frame.columns) == 13
+    assert frame.empty and list(frame.columns) == REQUESTS.schema.names and "rails" in frame
 
 
 def test_automatic_flush_every_n_records(tmp_path: Path) -> None:
@@ -263,6 +283,9 @@ def test_concurrent_appends_lose_nothing(tmp_path: Path) -> None:
         ({"error": 500}, "error must be a string"),
         ({"sources": "not json"}, "sources must be JSON"),
         ({"sources": 5}, "sources must be a string"),
+        ({"rails": "not json"}, "rails must be JSON"),
+        ({"rails": {"rail": "input"}}, "rails must be a list"),
+        ({"rails": [{"rail": "input", "action": "block"}]}, "rails must be a list"),
         ({"latency": 5.0}, r"unknown fields \['latency'\]"),
         ({"prompt": "lone \ud800 surrogate"}, "surrogate"),
     ],

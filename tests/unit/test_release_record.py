@@ -1,8 +1,11 @@
 """The release record kept in a version's tags, and the instruction it names in the prompt."""
 
+import json
+
 import pytest
 
 from tasks.core.context import INSTRUCTION, Chunk, build_prompt
+from tasks.core.rails import RailsPolicy, ServingRails
 from tasks.core.release import Release
 from tasks.promote.params import ReleaseParams
 from tasks.shared.generation import Limits, fit_prompt
@@ -47,7 +50,27 @@ def test_changes_say_what_moved() -> None:
         "top_k: 4 -> 2",
     ]
     assert RELEASE.changes(RELEASE) == []
-    assert len(RELEASE.changes(None)) == len(RELEASE.model_dump())
+    everything = RELEASE.changes(None)
+    assert everything[0] == "prompt: prompts:/llmops-instruction/3"
+    assert "rails.serving.retrieval: neutralise" in everything
+
+
+def test_the_rails_travel_in_one_tag_and_a_version_without_them_gets_the_defaults() -> None:
+    strict = RELEASE.model_copy(
+        update={"rails": RailsPolicy(serving=ServingRails(retrieval="drop", echo_words=5))}
+    )
+    tags = strict.tags()
+    assert json.loads(tags["release.rails"])["serving"]["retrieval"] == "drop"
+    assert Release.from_tags(tags) == strict
+    before_rails = {k: v for k, v in tags.items() if k != "release.rails"}
+    assert Release.from_tags(before_rails).rails == RailsPolicy()  # registered before rails
+    assert strict.changes(RELEASE) == [
+        "rails.serving.retrieval: neutralise -> drop",
+        "rails.serving.echo_words: 8 -> 5",
+    ]
+    for broken, problem in (("{", "release.rails: Expecting"), ('{"serving": {"x": 1}}', "x")):
+        with pytest.raises(ValueError, match=f"a broken release record: .*{problem}"):
+            Release.from_tags({**tags, "release.rails": broken})
 
 
 def test_the_release_instruction_replaces_the_default_in_the_prompt() -> None:
@@ -67,5 +90,10 @@ def test_the_release_instruction_replaces_the_default_in_the_prompt() -> None:
 def test_release_params_name_only_what_changes() -> None:
     params = ReleaseParams(instruction="Be brief.", top_k=2)
     assert params.changes() == {"top_k": 2}
+    drop = RailsPolicy(serving=ServingRails(retrieval="drop"))
+    assert ReleaseParams(rails=drop).changes() == {"rails": drop}
+    assert ReleaseParams.model_validate({"rails": {"serving": {"retrieval": "drop"}}}).rails == drop
     with pytest.raises(ValueError):
         ReleaseParams(from_version="v2")
+    with pytest.raises(ValueError):
+        ReleaseParams.model_validate({"rails": {"serving": {"retrieval": "ignore"}}})

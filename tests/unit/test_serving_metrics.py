@@ -4,7 +4,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from serving.metrics import LATENCY_BUCKETS, ServingMetrics
+from serving.metrics import LATENCY_BUCKETS, RAIL_ACTIONS, ServingMetrics
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +108,22 @@ def test_bad_observations_are_refused(
     with pytest.raises(ValueError, match=message):
         metrics.observe("v1", CHAT, 200, latency, tokens_in, tokens_out)
     assert not any(name == "llmops_requests_total" for name, _ in samples(metrics))
+
+
+def test_rail_decisions_per_version_rail_and_action() -> None:
+    metrics = ServingMetrics()
+    block = {"rail": "input", "action": "block", "reason": "injection:system_prompt_request"}
+    jailbreak = {"rail": "input", "action": "block", "reason": "injection:role_override"}
+    neutralised = {"rail": "retrieval", "action": "neutralise", "reason": "injection:x"}
+    metrics.observe_rails("champion", [block, jailbreak])  # one request, two reasons: once
+    metrics.observe_rails("champion", [neutralised, neutralised])
+    metrics.observe_rails("champion", [])
+    metrics.observe_rails("challenger", [])
+    found = samples(metrics)
+    name = "llmops_rail_decisions_total"
+    assert value(found, name, version="champion", rail="input", action="block") == 1
+    assert value(found, name, version="champion", rail="retrieval", action="neutralise") == 1
+    # Every pair of a version that has been seen exists at 0: a rate exists before the first.
+    for rail, action in RAIL_ACTIONS:
+        assert value(found, name, version="challenger", rail=rail, action=action) == 0
+    assert value(found, name, version="champion", rail="output", action="redact") == 0
