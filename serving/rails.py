@@ -19,6 +19,7 @@ from tasks.core.rails import (
     check_answer,
     check_passage,
     check_prompt,
+    echoes,
     find_sensitive,
     redact,
 )
@@ -109,8 +110,7 @@ class OutputGuard:
             return ""
         start = self._window_start()
         window = self.text[start:]
-        _, acted = check_answer(window, self.instruction, self.rails)
-        if any(d.action == "block" for d in acted):
+        if echoes(window, self.instruction, self.rails.echo_words):
             self.blocked = True
             return ""
         findings = [

@@ -8,6 +8,7 @@ from tasks.core.rails.checks import (
     check_answer,
     check_passage,
     check_prompt,
+    echoes,
     screen_document,
 )
 from tasks.core.rails.config import (
@@ -41,6 +42,7 @@ __all__ = [
     "check_answer",
     "check_passage",
     "check_prompt",
+    "echoes",
     "find_injection",
     "find_personal_data",
     "find_secrets",

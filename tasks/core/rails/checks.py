@@ -85,7 +85,7 @@ def check_answer(text: str, instruction: str, rails: ServingRails) -> tuple[str,
     personal data in it are redacted."""
     if not rails.output:
         return text, []
-    if _echoes(text, instruction, rails.echo_words):
+    if echoes(text, instruction, rails.echo_words):
         return REFUSAL, [Decision("output", "block", "echo:system_prompt")]
     found = [f for f in find_sensitive(text) if f.kind in rails.output_kinds]
     if not found:
@@ -97,7 +97,7 @@ def check_answer(text: str, instruction: str, rails: ServingRails) -> tuple[str,
 _WORD = re.compile(r"\w+")
 
 
-def _echoes(text: str, instruction: str, n: int) -> bool:
+def echoes(text: str, instruction: str, n: int) -> bool:
     """True when `text` holds `n` consecutive words of `instruction` (case and punctuation
     ignored), the mark of a prompt read back."""
     said = [w.lower() for w in _WORD.findall(instruction)]
