@@ -68,6 +68,7 @@ class Record:
         )
         if self.version != NO_VERSION:
             metrics.observe_rails(self.version, self.rails or [])
+            metrics.observe_engine(self.version, self.queue_ms, self.ttft_ms)
 
     def row(self, latency_s: float) -> dict[str, Any]:
         """The request log's record of this request (`tasks.clients.request_schema.SCHEMA`)."""
