@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 
+from serving.options import Autoscaling, ModelOptions
 from tasks.core.promotion import CHALLENGER, CHAMPION, REGISTERED_MODEL
 
 
@@ -40,6 +41,36 @@ def parse_labels(text: str) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
+def parse_autoscaling(text: str) -> tuple[int, int, float | None]:
+    """'1-4@8' -> (1, 4, 8.0); '1-4' -> (1, 4, None)"""
+    span, _, target = text.partition("@")
+    low, _, high = span.partition("-")
+    try:
+        return int(low), int(high), float(target) if target else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"autoscaling looks like 1-4@8, not {text!r}") from None
+
+
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    autoscaling = None
+    if args.autoscale:
+        low, high, target = args.autoscale
+        autoscaling = Autoscaling(low, high, target or float(args.max_batch_size))
+    try:
+        return ModelOptions(
+            engine=args.engine,
+            max_batch_size=args.max_batch_size,
+            batch_wait_timeout_s=args.batch_wait_ms / 1000,
+            max_queue=args.max_queue,
+            model_cpus=args.model_cpus,
+            model_gpus=args.model_gpus,
+            model_replicas=args.model_replicas,
+            autoscaling=autoscaling,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"serving: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
@@ -48,14 +79,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--name", default="llmops", help="Serve application name")
-    parser.add_argument("--max-batch-size", type=int, default=8)
-    parser.add_argument("--batch-wait-ms", type=float, default=10.0)
+    parser.add_argument(
+        "--engine",
+        choices=("continuous", "static"),
+        default="continuous",
+        help="continuous: batch per decoding step (default); static: Serve's @serve.batch",
+    )
+    parser.add_argument("--max-batch-size", type=int, default=8, help="rows decoded at once")
+    parser.add_argument(
+        "--max-queue", type=int, default=64, help="requests waiting per replica; more get 429"
+    )
+    parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="static engine only")
     parser.add_argument("--model-cpus", type=float, default=1.0, help="CPUs per model replica")
+    parser.add_argument(
+        "--model-gpus", type=float, default=0.0, help="GPUs per model replica (bf16 on the GPU)"
+    )
     parser.add_argument(
         "--model-replicas",
         type=int,
         default=1,
         help="replicas per version; Serve spreads them over the nodes",
+    )
+    parser.add_argument(
+        "--autoscale",
+        type=parse_autoscaling,
+        metavar="MIN-MAX[@TARGET]",
+        help="scale each version between MIN and MAX replicas on ongoing requests, TARGET per "
+        "replica (default: --max-batch-size), e.g. 1-4@8; replaces --model-replicas",
     )
     parser.add_argument(
         "--control-labels",
@@ -99,10 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         args.model,
         weights,
         name=args.name,
-        max_batch_size=args.max_batch_size,
-        batch_wait_timeout_s=args.batch_wait_ms / 1000,
-        model_cpus=args.model_cpus,
-        model_replicas=args.model_replicas,
+        options=model_options(args),
         control_labels=args.control_labels,
         follow_s=follow_s,
         bake_s=args.bake_s,

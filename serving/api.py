@@ -1,10 +1,10 @@
 """The HTTP contract: OpenAI-compatible requests and responses and JSON errors (a stream's SSE
 events: `serving.sse`).
 
-Extensions to the OpenAI shapes: requests take `rag` and `top_k`; responses carry `version`
-(the registry version that answered), `sources` (the passages put into the prompt, with
-their text), `answer_quality` (whether the text is usable at all) and `rails` (each decision
-of the rails on this request: `[{"rail": "input"|"retrieval"|"output", "action":
+Extensions to the OpenAI shapes: requests take `rag`, `top_k` and `deadline_s`; responses
+carry `version` (the registry version that answered), `sources` (the passages put into the
+prompt, with their text), `answer_quality` (whether the text is usable at all) and `rails`
+(each decision of the rails on this request: `[{"rail": "input"|"retrieval"|"output", "action":
 "block"|"redact"|"drop"|"neutralise", "reason": "injection:ignore_instructions"}, ...]`, empty
 when none acted); a stream's last event carries the last three too. A request the input rail
 blocks, or an answer the output rail refuses (it echoes the system prompt), is answered with
@@ -18,7 +18,15 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
 from tasks.clients.request_schema import RATINGS
 from tasks.core.answer_quality import answer_quality
@@ -27,16 +35,25 @@ from tasks.core.answer_quality import answer_quality
 class ApiError(Exception):
     """A request the service refuses, with its HTTP status and OpenAI-style type and code."""
 
-    def __init__(self, status: int, message: str, code: str, kind: str = "") -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str,
+        kind: str = "",
+        retry_after_s: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code = status, message, code
         self.kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+        self.retry_after_s = retry_after_s  # a 429's or 503's Retry-After
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.kind, "code": self.code}}
 
     def __reduce__(self) -> tuple[Any, ...]:  # model deployments return it to the router
-        return (ApiError, (self.status, self.message, self.code, self.kind))
+        args = (self.status, self.message, self.code, self.kind, self.retry_after_s)
+        return (ApiError, args)
 
 
 def _not_blank(text: str) -> str:
@@ -60,6 +77,24 @@ class _Request(BaseModel):
         le=20,
         description="Passages retrieved when `rag` is on; default: the release's.",
     )
+    deadline_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds the server may spend on this answer (capped at its own "
+        "deadline); when they pass, the answer ends with 504 deadline_exceeded.",
+    )
+
+    # The router's trace context for the replica's spans (`serving.tracing`): set by the
+    # router, never read from a body.
+    _trace: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def trace(self) -> dict[str, str]:
+        return self._trace
+
+    @trace.setter
+    def trace(self, found: dict[str, str]) -> None:
+        self._trace = found
 
 
 class CompletionRequest(_Request):
@@ -194,6 +229,10 @@ class Generation(BaseModel):
     finish_reason: Literal["stop", "length", "content_filter"]
     sources: list[Source] = []
     rails: list[RailDecision] = []
+    # Where the time went in the replica (the request log's columns; not in the response).
+    queue_ms: float | None = None
+    ttft_ms: float | None = None
+    decode_tokens_per_s: float | None = None
 
     def usage(self) -> Usage:
         total = self.prompt_tokens + self.completion_tokens

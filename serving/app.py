@@ -32,9 +32,11 @@ from ray.serve.handle import DeploymentHandle
 
 from serving.http import http_app
 from serving.model import RETRIEVER, ROLLOUT
+from serving.options import ModelOptions
 from serving.retriever import Retriever
 from serving.shadow import checked_shadow
-from serving.versions import ModelOptions, Versions
+from serving.tracing import tracer
+from serving.versions import Versions
 from tasks.clients.secrets import with_serving_key
 from tasks.core.routing import normalise_weights
 from tasks.shared.settings import Settings
@@ -73,6 +75,8 @@ class Router:
         self.log = RequestLog(settings.requests_dir, parts=settings.requests_location)
         self.feedback = FeedbackLog(settings.feedback_dir, parts=settings.feedback_location)
         self.log_flush_s = log_flush_s
+        self.max_body_bytes = settings.serving_max_body_bytes
+        tracer(settings)  # the router's spans go where the settings say (or nowhere)
         self.follower = Follower(self, follow_s, bake_s) if follow_s else None
         self.changes = asyncio.Lock()  # one load, release or split change at a time
         key, admin = settings.serving_api_key, settings.serving_admin_key
@@ -151,41 +155,42 @@ def build_app(
     model_name: str,
     weights: Mapping[str, float],
     *,
-    max_batch_size: int = 8,
-    batch_wait_timeout_s: float = 0.01,
-    model_cpus: float = 1.0,
-    model_replicas: int = 1,
+    options: ModelOptions | None = None,
     control_labels: Mapping[str, str] | None = None,
     log_flush_s: float = 30.0,
     follow_s: float | None = None,
     bake_s: float | None = None,
+    **model: Any,
 ) -> Application:
     """The bound router application (router and retriever); the router loads one model
     application per version in `weights` before it is ready (a weight of 0 is served but only
     reached by pinning). Weights are walked in order: list the challenger first so that raising
     its share only moves callers towards it.
 
-    `model_replicas` replicas per version, which Serve spreads over the nodes (best effort: its
-    default placement is SPREAD), so losing a node loses some replicas of each version, not a
-    version. The router (one replica: it holds the live split) and the retriever are single;
-    `control_labels` (a Ray label selector, e.g. {"llmops.io/role": "control"}, given to the
-    head with `ray start --labels`) keeps them on the node(s) that carry those labels, so that
-    losing a worker node does not take the entry point down with it.
+    `options` (or its fields as keywords, `model_replicas=2`: what callers that cannot import
+    serving pass) say how each version's `ModelServer` is built: its engine, batch and queue,
+    resources, and `model_replicas` replicas per version (or autoscaling), which Serve
+    spreads over the nodes (best effort: its default placement is SPREAD), so losing a node
+    loses some replicas of each version, not a version. The router (one replica: it holds the
+    live split) and the retriever are single; `control_labels` (a Ray label selector, e.g.
+    {"llmops.io/role": "control"}, given to the head with `ray start --labels`) keeps them on
+    the node(s) that carry those labels, so that losing a worker node does not take the entry
+    point down with it.
 
     `follow_s`: read the registry's aliases that often and follow them in place (a new
     champion takes all traffic; the old one stays loaded at weight 0 for `bake_s`); None or 0
     serves what `weights` name. `bake_s` defaults to the settings'."""
     weights = {str(v): float(w) for v, w in weights.items()}
     checked_weights(weights, weights)
-    if model_replicas < 1:
-        raise ValueError(f"model_replicas must be at least 1, got {model_replicas}")
     bake_s = settings.serving_bake_s if bake_s is None else bake_s
     if (follow_s or 0) < 0 or bake_s < 0:
         raise ValueError(f"follow_s and bake_s must be >= 0, got {follow_s} and {bake_s}")
     settings = with_serving_key(settings)  # the replicas get the key, not the secret's name
     control = control_options(control_labels)
     retriever = Retriever.options(name=RETRIEVER, ray_actor_options=control).bind(settings)
-    options = ModelOptions(max_batch_size, batch_wait_timeout_s, model_cpus, model_replicas)
+    if options and model:
+        raise ValueError(f"give options or its fields, not both: {sorted(model)}")
+    options = options or ModelOptions(**model)
     router = Router.options(user_config={"weights": weights}, ray_actor_options=control)
     return router.bind(settings, model_name, retriever, options, log_flush_s, follow_s, bake_s)
 

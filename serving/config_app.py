@@ -15,10 +15,13 @@ aliases from then on (`serving.follow`): promoting or rolling back needs no rede
 # No `from __future__ import annotations` here: Serve converts `args` into the builder's
 # pydantic model only when the parameter's annotation is the class itself, not a string.
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ray.serve import Application
 
 from serving.app import build_app
+from serving.options import Autoscaling, ModelOptions
 from tasks.clients.registry import MODEL_NAME, model_registry
 from tasks.core.promotion import REGISTERED_MODEL
 from tasks.shared.settings import Settings, get_settings
@@ -36,6 +39,20 @@ class VersionWeight(BaseModel):
 Weights = list[VersionWeight] | None
 
 
+class AutoscalingArgs(BaseModel):
+    """Serve's autoscaling of each version's replicas on ongoing requests per replica."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(4, ge=1)
+    target_ongoing_requests: float = Field(
+        8.0, gt=0, description="Per replica; about max_batch_size keeps each batch full."
+    )
+    upscale_delay_s: float = Field(10.0, ge=0)
+    downscale_delay_s: float = Field(300.0, ge=0)
+
+
 class ServingArgs(BaseModel):
     """The application's `args`. Unknown keys are refused: a misspelt option in a manifest
     fails the deploy instead of being ignored."""
@@ -48,10 +65,19 @@ class ServingArgs(BaseModel):
     weights: Weights = Field(
         None, min_length=1, description="Routing order; none = from the registry's aliases."
     )
-    max_batch_size: int = Field(8, ge=1)
-    batch_wait_ms: float = Field(10.0, ge=0)
+    engine: Literal["continuous", "static"] = Field(
+        "continuous",
+        description="continuous: batch per decoding step; static: Serve's @serve.batch.",
+    )
+    max_batch_size: int = Field(8, ge=1, description="Rows decoded at once per replica.")
+    max_queue: int = Field(64, ge=0, description="Requests waiting per replica; more get 429.")
+    batch_wait_ms: float = Field(10.0, ge=0, description="The static engine's batch window.")
     model_cpus: float = Field(1.0, gt=0, description="CPUs per model replica.")
+    model_gpus: float = Field(0.0, ge=0, description="GPUs per model replica (bf16 there).")
     model_replicas: int = Field(1, ge=1, description="Replicas per version, spread over nodes.")
+    autoscaling: AutoscalingArgs | None = Field(
+        None, description="Scale each version on ongoing requests; replaces model_replicas."
+    )
     control_labels: dict[str, str] | None = Field(
         None, description="Ray node labels the router and retriever must run on (the head's)."
     )
@@ -91,13 +117,24 @@ def build(args: ServingArgs) -> Application:
         settings,
         args.model_name,
         weights_of(args, settings),
-        max_batch_size=args.max_batch_size,
-        batch_wait_timeout_s=args.batch_wait_ms / 1000,
-        model_cpus=args.model_cpus,
-        model_replicas=args.model_replicas,
+        options=model_options(args),
         control_labels=args.control_labels,
         follow_s=follow_period(args, settings),
         bake_s=args.bake_s,
+    )
+
+
+def model_options(args: ServingArgs) -> ModelOptions:
+    scaling = args.autoscaling
+    return ModelOptions(
+        engine=args.engine,
+        max_batch_size=args.max_batch_size,
+        batch_wait_timeout_s=args.batch_wait_ms / 1000,
+        max_queue=args.max_queue,
+        model_cpus=args.model_cpus,
+        model_gpus=args.model_gpus,
+        model_replicas=args.model_replicas,
+        autoscaling=Autoscaling(**scaling.model_dump()) if scaling else None,
     )
 
 

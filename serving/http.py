@@ -5,7 +5,6 @@ answers goes into the feedback log, durable before it is acknowledged."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import random
 import time
@@ -35,6 +34,8 @@ from serving.page import add_chat_page
 from serving.record import Record, complete
 from serving.shadow import Mirror
 from serving.sse import DONE, final_extensions, sse, stream_chunk
+from serving.tracing import annotate, carrier, context_of, span
+from serving.transport import error_response, matches, read_body
 from tasks.core.routing import SESSION_HEADER, VERSION_HEADER, UnknownVersion, choose_version
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Gateway:
 
     def authorize(self, request: Request) -> None:
         key = self.router.api_key
-        if key is not None and not _matches(request, key):
+        if key is not None and not matches(request, key):
             raise ApiError(
                 401,
                 "a valid API key is required: Authorization: Bearer <key>",
@@ -66,9 +67,9 @@ class Gateway:
                 "admin_disabled",
                 "permission_error",
             )
-        if _matches(request, admin):
+        if matches(request, admin):
             return
-        caller = self.router.api_key is not None and _matches(request, self.router.api_key)
+        caller = self.router.api_key is not None and matches(request, self.router.api_key)
         raise ApiError(
             403 if caller else 401,
             "a caller's key cannot change the traffic split: use the admin key"
@@ -80,10 +81,18 @@ class Gateway:
 
     async def generate(self, kind: type, http: Request) -> Response:
         rec = Record(new_id(kind), http.url.path)
+        with span("request", {"route": rec.route, "request_id": rec.request_id}) as root:
+            rec.trace = carrier()  # the parent of what ends after the response starts
+            answer = await self._generate(kind, http, rec)
+            annotate(root, version=rec.version, status=rec.status)
+            return answer
+
+    async def _generate(self, kind: type, http: Request, rec: Record) -> Response:
         streaming = False
         try:
-            self.authorize(http)
-            req = parse_request(kind, await http.body())
+            with span("authenticate"):
+                self.authorize(http)
+                req = parse_request(kind, await read_body(http, self.router.max_body_bytes))
             rec.prompt = req.question
             if req.model not in (None, self.router.model_name):
                 raise ApiError(
@@ -94,13 +103,19 @@ class Gateway:
                 )
             rec.session = http.headers.get(SESSION_HEADER) or req.user
             pinned = http.headers.get(VERSION_HEADER)
-            rec.version = self.choose(pinned, rec.session)
+            with span("route"):
+                rec.version = self.choose(pinned, rec.session)
             server = self.router.servers[rec.version]
             if pinned is None:  # live traffic only: pinned requests ask one version on purpose
                 self.mirror.send(req, rec.version, rec)
+            with span("model", {"version": rec.version, "stream": req.stream}):
+                req.trace = carrier()  # the replica's spans continue this trace
+                if req.stream:
+                    events = server.options(stream=True).stream.remote(req)
+                    first = await events.__anext__()
+                else:
+                    out = await complete(server, req)
             if req.stream:
-                events = server.options(stream=True).stream.remote(req)
-                first = await events.__anext__()
                 if isinstance(first, ApiError):
                     raise first
                 streaming = True
@@ -109,7 +124,6 @@ class Gateway:
                     media_type="text/event-stream",
                     headers={**rec.headers(), "cache-control": "no-cache"},
                 )
-            out = await complete(server, req)
             if isinstance(out, ApiError):
                 raise out
             rec.answered(out)
@@ -147,6 +161,9 @@ class Gateway:
             async for event in events:
                 if isinstance(event, str):
                     yield stream_chunk(*args, event)
+                elif isinstance(event, ApiError):  # after some text: the deadline passed
+                    rec.refused(event)
+                    yield sse(event.body())
                 elif isinstance(event, Generation):
                     rec.answered(event)
                     extra = final_extensions(event)
@@ -168,7 +185,8 @@ class Gateway:
         latency = time.perf_counter() - rec.started
         rec.count(self.router.metrics, latency)
         try:  # fsynced: off the event loop
-            await asyncio.to_thread(self.router.log.append, rec.row(latency))
+            with span("log", parent=context_of(rec.trace)):
+                await asyncio.to_thread(self.router.log.append, rec.row(latency))
         except Exception:  # the answer stands; the failure is loud in the replica's log
             logger.exception("request %s could not be written to the request log", rec.request_id)
 
@@ -178,7 +196,7 @@ class Gateway:
         request the log does not hold is reported as such by the monitor, not lost here."""
         try:
             self.authorize(http)
-            req = parse_request(FeedbackRequest, await http.body())
+            req = parse_request(FeedbackRequest, await read_body(http, self.router.max_body_bytes))
             row = {"feedback_id": new_id(FeedbackRequest), "at": datetime.now(UTC)}
             row |= req.model_dump()
             try:
@@ -216,18 +234,6 @@ class Gateway:
                     await asyncio.to_thread(log.flush)
                 except Exception:
                     logger.exception("%s flush failed; retrying later", log.kind.name)
-
-
-def _matches(request: Request, key: str) -> bool:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), key.encode())
-
-
-def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
-    headers = dict(headers or {})
-    if error.status == 401:
-        headers["www-authenticate"] = "Bearer"
-    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 def http_app(router: Any) -> FastAPI:

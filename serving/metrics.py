@@ -33,8 +33,8 @@ RAIL_ACTIONS = (
 
 
 class ServingMetrics:
-    """Counters and a latency histogram labelled by model version. Thread-safe (the client's
-    metrics are)."""
+    """Counters and latency histograms (the request's; in the replica, its queue wait and its
+    time to first token) labelled by model version. Thread-safe (the client's metrics are)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -71,6 +71,22 @@ class ServingMetrics:
             registry=self.registry,
         )
 
+        self.queue = Histogram(
+            "llmops_queue_seconds",
+            "Time an answer waited in its replica's queue for a batch slot, by model version.",
+            ["version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ttft = Histogram(
+            "llmops_time_to_first_token_seconds",
+            "Time from the replica's queue to an answer's first token (queue and prefill), "
+            "by model version.",
+            ["version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
     def observe(
         self,
         version: str,
@@ -93,6 +109,14 @@ class ServingMetrics:
         self.tokens.labels(version, "in").inc(tokens_in)
         self.tokens.labels(version, "out").inc(tokens_out)
         self.latency.labels(version).observe(latency_s)
+
+    def observe_engine(self, version: str, queue_ms: float | None, ttft_ms: float | None) -> None:
+        """Where an answer's time went in its replica: the engine's queue and the time to its
+        first token (what the latency histogram adds beyond them is the router and Ray)."""
+        if queue_ms is not None:
+            self.queue.labels(version).observe(queue_ms / 1000)
+        if ttft_ms is not None:
+            self.ttft.labels(version).observe(ttft_ms / 1000)
 
     def observe_rails(self, version: str, decisions: Iterable[Mapping[str, str]]) -> None:
         """Count one request's rail decisions (`Decision.as_dict()`s), each (rail, action)

@@ -23,9 +23,13 @@ from serving.api import (
     Source,
     StreamStart,
 )
+from serving.decoding import Decoder, EngineDecoder, StaticDecoder, Timing
+from serving.engine import Engine
+from serving.options import ModelOptions
 from serving.prompts import prepare
 from serving.rails import OutputGuard, check_output, check_request, refusal, screen_hits
 from serving.retriever import NOTHING_INDEXED
+from serving.tracing import context_of, span, tracer
 from tasks.core.rails import ServingRails
 from tasks.shared.generation import (
     Limits,
@@ -51,9 +55,9 @@ RETRIEVER = "Retriever"  # the deployment in the router's app that every version
 ROLLOUT = {"max_surge_percent": 100, "graceful_shutdown_timeout_s": 60}
 
 
-@serve.deployment(max_ongoing_requests=64, **ROLLOUT)
+@serve.deployment(**ROLLOUT)
 class ModelServer:
-    """One registered version: verified, loaded, warmed up, answering batched requests."""
+    """One registered version: verified, loaded, warmed up, answering through its engine."""
 
     def __init__(
         self,
@@ -61,18 +65,18 @@ class ModelServer:
         model_name: str,
         version: str,
         retriever_app: str | None = None,
-        max_batch_size: int = 8,
-        batch_wait_timeout_s: float = 0.01,
-        threads: int = 1,
+        options: ModelOptions | None = None,
     ) -> None:
         import torch
 
         from tasks.clients.embedder import EMBEDDING_MODEL
         from tasks.clients.registry import model_registry
         from tasks.clients.releases import DEFAULT_TOP_K, Releases
+        from tasks.shared.devices import check_replica_memory, place, replica_placement
         from tasks.shared.models import load_model_folder
 
-        torch.set_num_threads(threads)
+        options = options or ModelOptions()
+        torch.set_num_threads(max(1, int(options.model_cpus)))
         started = time.perf_counter()
         registry = model_registry(settings)
         releases = Releases(settings, registry)
@@ -86,6 +90,8 @@ class ModelServer:
         self.instruction = releases.instruction(self.release)
         self.top_k = self.release.top_k if self.release else DEFAULT_TOP_K
         self.rails = self.release.rails.serving if self.release else ServingRails()
+        self.deadline_s = settings.serving_deadline_s
+        tracer(settings)  # this replica's spans go where the settings say (or nowhere)
         folder = registry.download_verified(model_name, version)  # verified
         self.model, self.tokenizer = load_model_folder(folder, settings.allow_pickle)
         self.version = version
@@ -100,11 +106,25 @@ class ModelServer:
             self.release.max_prompt_tokens if self.release else settings.serving_max_prompt_tokens,
             self.release.max_tokens if self.release else settings.serving_max_tokens,
         )
-        self._batch.set_max_batch_size(max_batch_size)
-        self._batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        # A GPU replica decodes in bf16 there, if the model, its batch and window fit.
+        device, dtype = replica_placement(self.model, options.model_gpus)
+        gpus, batch = options.model_gpus, options.max_batch_size
+        check_replica_memory(self.model, device, dtype, gpus, batch, self.limits.window)
+        self.model = place(self.model, device, dtype)
         # The first forward pass pays lazy set-up (int8 weight packing, allocator): not a user.
         generate(self.model, self.tokenizer, [self.tokenizer.encode("warm up") or [0]], 2)
+        self.decoder = self._decoder(options)
         self.load_s = time.perf_counter() - started
+
+    def _decoder(self, options: ModelOptions) -> Decoder:
+        if options.engine == "static":
+            self._batch.set_max_batch_size(options.max_batch_size)
+            self._batch.set_batch_wait_timeout_s(options.batch_wait_timeout_s)
+            return StaticDecoder(
+                self._batch, lambda ids, n, t: stream(self.model, self.tokenizer, ids, n, t)
+            )
+        engine = Engine(self.model, self.tokenizer, options.max_batch_size, options.max_queue)
+        return EngineDecoder(engine)
 
     async def ready(self) -> dict[str, Any]:
         """Only answered once __init__ (load and warm-up) is done."""
@@ -121,70 +141,95 @@ class ModelServer:
     async def complete(self, request: GenerationRequest) -> Generation | ApiError:
         if blocked := check_request(request, self.rails):  # the input rail, before anything
             return refusal(blocked)
+        parent = context_of(request.trace)
         try:
-            prompt, screened = await self._prepare(request)
+            prompt, screened = await self._prepare(request, parent)
+            decoding = self._start(prompt, request, False, parent)
+            ids = [token async for token in decoding]
         except ApiError as refused:
             return refused
-        ids = await self._batch((prompt.ids, prompt.max_new, request.temperature))
-        return self._result(prompt, ids, screened)
+        return self._result(prompt, ids, screened, decoding.timing)
 
     async def stream(
         self, request: GenerationRequest
     ) -> AsyncIterator[StreamStart | str | Generation | ApiError]:
-        """A StreamStart, then text deltas, then the whole Generation (or one ApiError). The
-        deltas are what the output rail has passed (`OutputGuard`): held back a little, and
-        redacted like the Generation's text."""
+        """A StreamStart, then text deltas, then the whole Generation; or one ApiError instead
+        of all of them (refused before any text), or after some deltas (the deadline passed).
+        The deltas are what the output rail has passed (`OutputGuard`): held back a little,
+        and redacted like the Generation's text. Leaving early ends the decoding."""
         if blocked := check_request(request, self.rails):
             answer = refusal(blocked)
             yield StreamStart(prompt_tokens=0)
             yield answer.text
             yield answer
             return
+        parent = context_of(request.trace)  # a parent, not attached: this is a generator
         try:
-            prompt, screened = await self._prepare(request)
+            prompt, screened = await self._prepare(request, parent)
+            decoding = self._start(prompt, request, True, parent)
         except ApiError as refused:
             yield refused
             return
         yield StreamStart(prompt_tokens=len(prompt.ids), sources=_sources(prompt))
-        tokens = stream(self.model, self.tokenizer, prompt.ids, prompt.max_new, request.temperature)
         text, ids = TextStream(self.tokenizer), []
         guard = OutputGuard(self.instruction, self.rails)
-        while (token := await asyncio.to_thread(next, tokens, None)) is not None:
-            ids.append(token)
-            if (delta := text.push(token)) and (checked := guard.push(delta)):
-                yield checked
-        result = self._result(prompt, ids, screened)
+        try:
+            async for token in decoding:
+                ids.append(token)
+                if (delta := text.push(token)) and (checked := guard.push(delta)):
+                    yield checked
+        except ApiError as ended:
+            yield ended
+            return
+        result = self._result(prompt, ids, screened, decoding.timing)
         if rest := guard.finish(result.text):
             yield rest
         yield result
 
+    def _start(
+        self, prompt: Prompt, request: GenerationRequest, streaming: bool, parent: Any
+    ) -> Any:
+        deadline = min(request.deadline_s or self.deadline_s, self.deadline_s)
+        return self.decoder.start(prompt, request.temperature, deadline, streaming, parent)
+
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _batch(self, jobs: list[tuple[list[int], int, float]]) -> list[list[int]]:
+        """The "static" engine's batches (`serving.decoding.StaticDecoder`)."""
         prompts, limits, temps = (list(column) for column in zip(*jobs, strict=True))
         # In a thread: the replica's event loop keeps queueing the next batch meanwhile.
         return await asyncio.to_thread(generate, self.model, self.tokenizer, prompts, limits, temps)
 
-    async def _prepare(self, request: GenerationRequest) -> tuple[Prompt, list[RailDecision]]:
+    def __del__(self) -> None:
+        if decoder := getattr(self, "decoder", None):
+            decoder.close()
+
+    async def _prepare(
+        self, request: GenerationRequest, parent: Any = None
+    ) -> tuple[Prompt, list[RailDecision]]:
         """The prompt, and the retrieval rail's decisions on the passages retrieved for it."""
         try:
             # Length first, cheap: no retrieval for a prompt that is refused anyway.
-            prompt = prepare(self.tokenizer, request, self.limits, None, self.instruction)
+            with span("prompt", parent=parent):
+                prompt = prepare(self.tokenizer, request, self.limits, None, self.instruction)
             rag = request.rag if request.rag is not None else isinstance(request, ChatRequest)
             if not rag:
                 return prompt, []
             hits = NOTHING_INDEXED
             if self.retriever is not None:
-                hits = await self._retrieve(request.question, request.top_k or self.top_k)
+                top_k = request.top_k or self.top_k
+                with span("retrieve", {"top_k": top_k}, parent=parent):
+                    hits = await self._retrieve(request.question, top_k)
             if isinstance(hits, str):  # why there are no passages
                 if request.rag:  # asked for explicitly: say why it cannot be done
                     raise ApiError(503, hits, "retrieval_unavailable")
                 return prompt, []  # chat's default: answer without passages meanwhile
-            hits, screened = screen_hits(hits, self.rails)  # before any passage is prompted
-            chunks = [
-                to_chunk(self.tokenizer, h["text"], h["doc_id"], h["source"], h["score"])
-                for h in hits
-            ]
-            prompt = prepare(self.tokenizer, request, self.limits, chunks, self.instruction)
+            with span("prompt", {"passages": len(hits)}, parent=parent):
+                hits, screened = screen_hits(hits, self.rails)  # before any passage is prompted
+                chunks = [
+                    to_chunk(self.tokenizer, h["text"], h["doc_id"], h["source"], h["score"])
+                    for h in hits
+                ]
+                prompt = prepare(self.tokenizer, request, self.limits, chunks, self.instruction)
             return prompt, screened
         except PromptTooLong as exc:
             raise ApiError(
@@ -201,7 +246,11 @@ class ModelServer:
             ) from None
 
     def _result(
-        self, prompt: Prompt, ids: list[int], screened: Sequence[RailDecision] = ()
+        self,
+        prompt: Prompt,
+        ids: list[int],
+        screened: Sequence[RailDecision] = (),
+        timing: Timing | None = None,
     ) -> Generation:
         """The answer to `prompt` from the generated `ids`, after the output rail; with the
         decisions of the retrieval rail (`screened`) and of the output rail."""
@@ -217,6 +266,7 @@ class ModelServer:
             else ("length" if len(ids) >= prompt.max_new else "stop"),
             sources=_sources(prompt),
             rails=[*screened, *checked],
+            **vars(timing or Timing()),
         )
 
 

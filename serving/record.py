@@ -39,12 +39,19 @@ class Record:
     session: str | None = None
     sources: list[dict[str, Any]] | None = None
     rails: list[dict[str, str]] | None = None  # the rails' decisions, as the response has them
+    # Where the time went in the model replica, as its reply reports it (None: not measured).
+    queue_ms: float | None = None
+    ttft_ms: float | None = None
+    decode_tokens_per_s: float | None = None
+    trace: dict[str, str] | None = None  # the request span's context (`serving.tracing`)
 
     def answered(self, out: Generation) -> None:
         self.response, self.prompt_tokens = out.text, out.prompt_tokens
         self.completion_tokens = out.completion_tokens
         self.sources = [s.model_dump() for s in out.sources]
         self.rails = [d.model_dump() for d in out.rails]
+        self.queue_ms, self.ttft_ms = out.queue_ms, out.ttft_ms
+        self.decode_tokens_per_s = out.decode_tokens_per_s
 
     def refused(self, error: ApiError) -> None:
         self.status, self.error = error.status, error.message
@@ -61,6 +68,7 @@ class Record:
         )
         if self.version != NO_VERSION:
             metrics.observe_rails(self.version, self.rails or [])
+            metrics.observe_engine(self.version, self.queue_ms, self.ttft_ms)
 
     def row(self, latency_s: float) -> dict[str, Any]:
         """The request log's record of this request (`tasks.clients.request_schema.SCHEMA`)."""
@@ -79,6 +87,9 @@ class Record:
             "session": self.session,
             "sources": json.dumps(self.sources or []),
             "rails": json.dumps(self.rails or []),
+            "queue_ms": self.queue_ms,
+            "ttft_ms": self.ttft_ms,
+            "decode_tokens_per_s": self.decode_tokens_per_s,
         }
 
     def headers(self) -> dict[str, str]:

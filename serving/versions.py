@@ -11,26 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from serving.model import ModelServer
+from serving.options import ModelOptions
 from tasks.shared.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """How each version's application is built (the same for every version of an app)."""
-
-    max_batch_size: int = 8
-    batch_wait_timeout_s: float = 0.01
-    model_cpus: float = 1.0
-    model_replicas: int = 1
 
 
 def version_app(app_name: str, version: str) -> str:
@@ -58,21 +48,9 @@ class Versions:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"application {name} is still being deleted")
             time.sleep(0.2)
-        o = self.options
         logger.info("loading version %s as application %s", version, name)
-        server = ModelServer.options(
-            name=f"model-v{version}",
-            num_replicas=o.model_replicas,
-            ray_actor_options={"num_cpus": o.model_cpus},
-        ).bind(
-            self.settings,
-            self.model_name,
-            version,
-            self.app_name,
-            o.max_batch_size,
-            o.batch_wait_timeout_s,
-            max(1, int(o.model_cpus)),
-        )
+        server = ModelServer.options(name=f"model-v{version}", **self.options.deployment())
+        server = server.bind(self.settings, self.model_name, version, self.app_name, self.options)
         return serve.run(server, name=name, route_prefix=None)
 
     def release(self, version: str) -> None:

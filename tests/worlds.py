@@ -178,6 +178,7 @@ def free_port() -> int:
 MODEL, KEY, APP = "assistant", "s3cret-key", "serving-test"
 ADMIN_KEY = "s3cret-admin-key"  # moves traffic; the callers' KEY cannot
 WINDOW, MAX_PROMPT, MAX_TOKENS = 512, 200, 24
+QUEUE = 4  # requests waiting per model replica beyond its batch of 8
 WEIGHTS = {"2": 30.0, "1": 70.0}  # challenger (int8) first, as a canary lists it
 DOCS = ("try", "with", "for", "while")
 
@@ -218,13 +219,14 @@ def fill_index(world: World, embedder) -> None:
 
 
 @contextmanager
-def serving_app(world: World, embedder) -> Iterator[Service]:
+def serving_app(world: World, embedder, otlp: str | None = None) -> Iterator[Service]:
     """Versions 1 (plain) and 2 (int8) registered, the index filled, the app deployed behind
     an API key on a free port with the request and feedback logs flushed every 0.5 s; Serve is
     shut down afterwards. Needs a running Ray."""
     from ray import serve
 
     from serving.app import deploy
+    from serving.options import ModelOptions
 
     settings = world.settings.model_copy(
         update={
@@ -232,6 +234,7 @@ def serving_app(world: World, embedder) -> Iterator[Service]:
             "serving_admin_key": SecretStr(ADMIN_KEY),
             "serving_max_prompt_tokens": MAX_PROMPT,
             "serving_max_tokens": MAX_TOKENS,
+            "otlp_endpoint": otlp,  # the router's and the replicas' spans go there
         }
     )
     for name, steps, quantized in (("v1", 10, False), ("v2", 3, True)):
@@ -242,7 +245,8 @@ def serving_app(world: World, embedder) -> Iterator[Service]:
     port = free_port()
     started = time.perf_counter()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    deploy(settings, MODEL, WEIGHTS, name=APP, batch_wait_timeout_s=0.005, log_flush_s=0.5)
+    options = ModelOptions(max_queue=QUEUE)  # a small queue: the 429 test fills it
+    deploy(settings, MODEL, WEIGHTS, name=APP, options=options, log_flush_s=0.5)
     startup = time.perf_counter() - started
     print(f"\nserve start + deploy of 2 versions and the retriever: {startup:.1f} s")
     tokenizer = AutoTokenizer.from_pretrained(world.base_dir)

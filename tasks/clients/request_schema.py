@@ -32,8 +32,14 @@ SCHEMA = pa.schema(
         # JSON text: the rails' decisions, [{rail, action, reason}, ...]; null or "[]": none.
         # Parts written before the column read it as null.
         pa.field("rails", pa.string()),
+        # Where the time went in the model replica (ms, tokens/s); null when not measured (a
+        # refusal, an error) and in parts written before the columns.
+        pa.field("queue_ms", pa.float64()),  # waiting for a batch slot
+        pa.field("ttft_ms", pa.float64()),  # time to the first token, in the replica
+        pa.field("decode_tokens_per_s", pa.float64()),  # ids after the first, per second
     ]
 )
+TIMINGS = ("queue_ms", "ttft_ms", "decode_tokens_per_s")
 REQUIRED = tuple(f.name for f in SCHEMA if not f.nullable)
 
 FEEDBACK_SCHEMA = pa.schema(
@@ -63,6 +69,17 @@ def _check_str(name: str, value: Any, nullable: bool) -> str | None:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, got {type(value).__name__}")
     return value
+
+
+def _check_number(name: str, value: Any, nullable: bool = False) -> float | None:
+    """A finite, non-negative number (as a float); None when allowed."""
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    return float(value)
 
 
 def _check_json(name: str, value: Any) -> str | None:
@@ -122,13 +139,10 @@ def validate_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """The request record checked against SCHEMA, `at` in UTC; ValueError names what is wrong."""
     strings = ("request_id", "version", "route", "prompt", "response", "error", "session")
     row = _checked(record, SCHEMA, "request", strings)
-    latency = record["latency_ms"]
-    if isinstance(latency, bool) or not isinstance(latency, int | float):
-        raise ValueError(f"latency_ms must be a number, got {latency!r}")
-    if not (math.isfinite(latency) and latency >= 0):
-        raise ValueError(f"latency_ms must be finite and >= 0, got {latency}")
     row["status"] = _check_int("status", record["status"], 100, 599)
-    row["latency_ms"] = float(latency)
+    row["latency_ms"] = _check_number("latency_ms", record["latency_ms"])
+    for name in TIMINGS:
+        row[name] = _check_number(name, record.get(name), nullable=True)
     for name in ("prompt_tokens", "completion_tokens"):
         row[name] = _check_int(name, record[name], 0, _INT32_MAX)
     row["sources"] = _check_json("sources", record.get("sources"))

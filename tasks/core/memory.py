@@ -66,9 +66,14 @@ def largest_batch_that_fits(shape: ModelShape, precision: str, seq_len: int, bud
 
 
 def check_fits(
-    shape: ModelShape, precision: str, batch_size: int, seq_len: int, budget: int
+    shape: ModelShape,
+    precision: str,
+    batch_size: int,
+    seq_len: int,
+    budget: int,
+    budget_from: str = "",
 ) -> MemoryEstimate:
-    """The estimate, or a refusal that says what would fit."""
+    """The estimate, or a refusal that says what would fit (and where `budget` came from)."""
     estimate = estimate_memory(shape, precision, batch_size, seq_len)
     if estimate.total > budget:
         fits = largest_batch_that_fits(shape, precision, seq_len, budget)
@@ -78,10 +83,11 @@ def check_fits(
             else "no batch size fits: use LoRA, a smaller "
             "model or sequence length, or workers with more memory"
         )
+        source = f" ({budget_from})" if budget_from else ""
         raise MemoryError(
             f"estimated {estimate.total / GIB:.2f} GiB per worker (weights "
             f"{estimate.weights / GIB:.2f}, training state {estimate.training_state / GIB:.2f}, "
             f"activations {estimate.activations / GIB:.2f}) exceeds the "
-            f"{budget / GIB:.2f} GiB available; {advice}"
+            f"{budget / GIB:.2f} GiB available{source}; {advice}"
         )
     return estimate

@@ -110,7 +110,9 @@ class FinetuneParams(BaseModel):
     memory_budget_gib: float | None = Field(
         None,
         title="Memory budget per worker (GiB)",
-        description="Memory per worker; empty = this machine's available memory.",
+        description="Memory a worker may use; empty = with use_gpu, 0.9 of the smallest GPU "
+        "the Ray cluster may place a worker on (its live nodes and the node types it can scale "
+        "to), otherwise this machine's available memory shared by the workers.",
     )
     seed: int = Field(0, description="Seed of initialisation, data order and the split.")
 

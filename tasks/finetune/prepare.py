@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tasks.clients.ray_cluster import describe_cluster
+from tasks.core.cluster import gpu_memory_per_worker
 from tasks.core.memory import GIB, MemoryEstimate, ModelShape, check_fits
 from tasks.core.sequences import pack
 from tasks.finetune.base_model import ScratchSpec, resolve_base_model
@@ -104,9 +106,11 @@ def prepare(params: FinetuneParams, settings: Settings) -> Plan:
         )
     model = load_model(str(base_path), params.method, params.lora.model_dump())
     shape = model_shape(model)
-    budget = (params.memory_budget_gib or _available_gib() / params.num_workers) * GIB
+    budget, source = memory_budget(params, settings)
     precision = "bf16" if params.use_gpu else "fp32"
-    memory = check_fits(shape, precision, params.batch_size, data.train_row_tokens, int(budget))
+    memory = check_fits(
+        shape, precision, params.batch_size, data.train_row_tokens, int(budget * GIB), source
+    )
     return Plan(base_path, data, model, shape, memory)
 
 
@@ -137,6 +141,18 @@ def _instruction_rows(
         missing_fraction=options.missing_fraction,
         seed=params.seed,
     )
+
+
+def memory_budget(params: FinetuneParams, settings: Settings) -> tuple[float, str]:
+    """GiB a worker may use, and where the figure comes from: memory_budget_gib when set; with
+    use_gpu, the GPU each worker has to itself (the smallest the cluster may place it on);
+    otherwise this machine's available memory, shared by the workers (local Ray)."""
+    if params.memory_budget_gib:
+        return params.memory_budget_gib, "memory_budget_gib"
+    if params.use_gpu:
+        return gpu_memory_per_worker(describe_cluster(settings), params.cpus_per_worker)
+    workers = params.num_workers
+    return _available_gib() / workers, f"this machine's available memory / {workers} worker(s)"
 
 
 def _available_gib() -> float:

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tasks.clients.ray_cluster import ensure_ray, worker_capacity
+from tasks.clients.ray_cluster import describe_cluster, ensure_ray, worker_capacity
 from tasks.clients.tracking import BASE_MODEL_ARTIFACT, TrackedRun, start_run
+from tasks.core.cluster import check_gpu_workers
 from tasks.core.cost import usage_metrics
 from tasks.finetune.loop import load_trainable, train_loop_per_worker
 from tasks.finetune.params import FinetuneParams, FinetuneReport
@@ -64,12 +65,15 @@ def build_trainer(
 
 
 def check_workers(params: FinetuneParams, settings: Settings) -> None:
-    capacity = worker_capacity(ensure_ray(settings), params.use_gpu, params.cpus_per_worker)
+    if params.use_gpu:  # what the autoscaler can add counts: GPU groups scale from zero
+        check_gpu_workers(describe_cluster(settings), params.num_workers, params.cpus_per_worker)
+        return
+    capacity = worker_capacity(ensure_ray(settings), False, params.cpus_per_worker)
     if params.num_workers > capacity:
-        unit = "GPUs" if params.use_gpu else f"CPUs at {params.cpus_per_worker} per worker"
         raise ValueError(
             f"{params.num_workers} workers asked for, but the Ray cluster has room for "
-            f"{capacity} ({unit}): lower num_workers or cpus_per_worker, or add nodes"
+            f"{capacity} (CPUs at {params.cpus_per_worker} per worker): lower num_workers or "
+            "cpus_per_worker, or add nodes"
         )
 
 

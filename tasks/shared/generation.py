@@ -1,5 +1,5 @@
 """What a model is asked and how it answers: prompts fitted to the model's window, then
-decoding with the KV cache, a batch of prompts (left-padded, masked) or one prompt streamed.
+decoding with the KV cache (`tasks.shared.batching`), a batch of prompts or one prompt streamed.
 
 Plain PyTorch over any Hugging Face causal LM, including compressed candidates whose linears
 are int8 modules: only `model(input_ids, attention_mask, position_ids, cache, use_cache)` is
@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from tasks.core.context import INSTRUCTION, Chunk, build_prompt, context_budget, fit_context
+from tasks.shared.batching import DecodeBatch, Job
 
 
 class PromptTooLong(ValueError):
@@ -126,18 +125,6 @@ class TextStream:
         return delta
 
 
-def eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Every id that ends a sequence: the tokenizer's EOS and the generation config's."""
-    found: set[int] = set()
-    config = getattr(model, "generation_config", None)
-    for value in (tokenizer.eos_token_id, getattr(config, "eos_token_id", None)):
-        if isinstance(value, int):
-            found.add(value)
-        elif value is not None:
-            found.update(int(v) for v in value)
-    return found
-
-
 def generate(
     model: Any,
     tokenizer: Any,
@@ -147,7 +134,7 @@ def generate(
     seed: int | None = None,
 ) -> list[list[int]]:
     """Up to `max_tokens` new ids per prompt (each row may ask for its own count and
-    temperature; 0 is greedy), stopping a row at EOS and the batch when every row is done."""
+    temperature; 0 is greedy), a row leaving the batch at its EOS or its count."""
     out: list[list[int]] = [[] for _ in prompts]
     for step in _decode(model, tokenizer, prompts, max_tokens, temperature, seed):
         for row, token in step.items():
@@ -168,7 +155,6 @@ def stream(
         yield step[0]
 
 
-@torch.inference_mode()
 def _decode(
     model: Any,
     tokenizer: Any,
@@ -177,60 +163,21 @@ def _decode(
     temperature: float | Sequence[float],
     seed: int | None,
 ) -> Iterator[dict[int, int]]:
-    """Per decoding step, {row: new id} for the rows still running."""
-    if not prompts or any(not p for p in prompts):
-        raise ValueError("every prompt needs at least one token")
+    """Per decoding step, {row: new id} for the rows still running: every prompt admitted at
+    once, then stepped until none is left."""
     n = len(prompts)
     limits = _per_row(max_tokens, n, "max_tokens")
-    temps = torch.tensor(_per_row(temperature, n, "temperature"), dtype=torch.float32)
-    stops = torch.tensor(sorted(eos_ids(model, tokenizer)), dtype=torch.long)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    pad = next((t for t in (tokenizer.pad_token_id, *stops.tolist()) if t is not None), 0)
-
-    width = max(len(p) for p in prompts)
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):  # left padding: every row's last token is aligned
-        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-        mask[row, width - len(prompt) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding must not shift the positions
-    running = torch.tensor([limit > 0 for limit in limits])
-    counts = torch.zeros(n, dtype=torch.long)
-    cap = torch.tensor(limits, dtype=torch.long)
-    cache = None
-    while bool(running.any()):
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache = out.cache
-        token = _next_token(out.logits[:, -1, :].float(), temps, generator)
-        ended = torch.isin(token, stops) if len(stops) else torch.zeros(n, dtype=torch.bool)
-        emitted = running & ~ended
-        counts += emitted.long()
-        step = {row: int(token[row]) for row in emitted.nonzero().flatten().tolist()}
-        if step:
-            yield step
-        running = emitted & (counts < cap)
-        # Finished rows keep a pad step with mask 0: the batch stays rectangular.
-        ids = torch.where(running, token, torch.full_like(token, pad)).unsqueeze(1)
-        mask = torch.cat([mask, running.long().unsqueeze(1)], dim=1)
-        positions = positions[:, -1:] + 1
-
-
-def _next_token(
-    logits: torch.Tensor, temps: torch.Tensor, generator: torch.Generator | None
-) -> torch.Tensor:
-    greedy = logits.argmax(-1)
-    if not bool((temps > 0).any()):
-        return greedy
-    scaled = logits / temps.clamp(min=1e-5).unsqueeze(1)
-    sampled = torch.multinomial(scaled.softmax(-1), 1, generator=generator).squeeze(1)
-    return torch.where(temps > 0, sampled, greedy)
+    temps = _per_row(temperature, n, "temperature")
+    batch = DecodeBatch(model, tokenizer, seed)
+    rows = zip(prompts, limits, temps, strict=True)
+    jobs = [Job(row, p, limit, t) for row, (p, limit, t) in enumerate(rows)]
+    progress = batch.admit(jobs)
+    while True:
+        if progress.tokens:
+            yield progress.tokens  # type: ignore[misc]
+        if not len(batch):
+            return
+        progress = batch.step()
 
 
 def _per_row(value: Any, n: int, name: str) -> list[Any]:

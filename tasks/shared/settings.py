@@ -100,6 +100,31 @@ class Settings(BaseSettings):
         description="How long a replaced champion stays loaded at weight 0, so that rolling "
         "back to it is a weight change, not a model load.",
     )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OpenTelemetry collector (OTLP/HTTP, e.g. http://collector:4318) the serving "
+        "app sends each request's spans to; `/v1/traces` is appended unless given. Unset = "
+        "the standard OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, or with neither, no tracing.",
+    )
+    ray_cluster_manifest: Path | None = Field(
+        None,
+        description="A KubeRay RayCluster manifest (e.g. infra/ray/raycluster.yaml) whose worker "
+        "groups the Ray cluster can scale to: GPU fine-tuning counts what its groups can still "
+        "add (up to maxReplicas) and budgets memory by their GPU; unset = the cluster config "
+        "Ray's autoscaler reports, else only the live nodes.",
+    )
+    serving_deadline_s: float = Field(
+        120.0,
+        gt=0,
+        description="The most seconds a model replica spends on one answer (queue included); "
+        "a request may ask for less (`deadline_s`). Past it the answer ends with 504.",
+    )
+    serving_max_body_bytes: int = Field(
+        1_000_000,
+        ge=1_024,
+        description="Request bodies over this size are refused with 413 before they are read "
+        "in full or parsed.",
+    )
     judge_url: str | None = Field(
         None,
         description="An LLM judge's OpenAI-compatible base URL (with or without /v1); unset = "

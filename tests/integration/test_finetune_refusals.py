@@ -7,7 +7,7 @@ from tasks.finetune.prepare import prepare
 from tasks.finetune.trainer import check_workers
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams
-from tasks.shared.settings import Settings
+from tasks.shared.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,19 @@ def test_an_empty_snapshot_is_refused(tmp_path: Path, settings: Settings) -> Non
 def test_more_workers_than_the_cluster_has_are_refused(ray_local, settings: Settings) -> None:
     with pytest.raises(ValueError, match="has room for 2"):
         check_workers(FinetuneParams(num_workers=3), settings)
+
+
+def test_gpu_workers_count_what_the_clusters_gpu_group_scales_to(
+    ray_local, settings: Settings
+) -> None:
+    # Local Ray has no GPU; the shipped manifest's GPU group (0 replicas, at most 4) counts.
+    manifest = REPO_ROOT / "infra" / "ray" / "raycluster.yaml"
+    scaling = settings.model_copy(update={"ray_cluster_manifest": manifest})
+    check_workers(FinetuneParams(use_gpu=True, num_workers=4), scaling)
+    with pytest.raises(ValueError, match=r"at most 4: 0 on its live nodes, 4 more in group 'gpu'"):
+        check_workers(FinetuneParams(use_gpu=True, num_workers=5), scaling)
+    with pytest.raises(ValueError, match="can hold at most 0: 0 on its live nodes"):
+        check_workers(FinetuneParams(use_gpu=True), settings)  # no node types known: live only
 
 
 def test_a_single_document_or_a_tiny_held_out_split_is_refused(

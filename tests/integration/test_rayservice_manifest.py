@@ -141,7 +141,11 @@ def test_explicit_weights_build_the_app_without_services_or_ray(
     assert list(router["weights"].items()) == [("4", 10.0), ("3", 90.0)]  # order kept
     models = infos["Router"].replica_config.init_args[3]  # serving.versions.ModelOptions
     assert models.model_cpus == float(app_config.args["model_cpus"])
-    assert models.model_replicas == app_config.args["model_replicas"] >= 2
+    scaling = app_config.args["autoscaling"]
+    assert models.autoscaling.min_replicas == scaling["min_replicas"] >= 2  # a pod can go
+    config = models.deployment()["autoscaling_config"]  # what each version's app is given
+    assert config["target_ongoing_requests"] == scaling["target_ongoing_requests"]
+    assert models.max_queue == app_config.args["max_queue"] and models.engine == "continuous"
     for options in app_config.deployments:
         assert infos[options.name].deployment_config.num_replicas == options.num_replicas
     # the entry point stays where the head's labels are: on the node KubeRay never scales away
@@ -200,6 +204,8 @@ def test_a_model_without_champion_fails_the_build_clearly(
         {"weights": [{"version": "4", "weight": -1}]},
         {"model_cpus": 0},
         {"model_replicas": 0},
+        {"autoscaling": {"min_replicas": 1, "max_replicas": 4, "target": 8}},  # misspelt
+        {"engine": "vllm"},
         {"control_labels": ["llmops.io/role"]},  # labels are key: value
     ],
 )

@@ -23,7 +23,7 @@ from tasks.clients.request_log import (
     read_feedback,
     read_requests,
 )
-from tasks.clients.request_schema import REQUESTS
+from tasks.clients.request_schema import REQUESTS, TIMINGS
 
 pytestmark = pytest.mark.integration
 
@@ -113,6 +113,27 @@ def test_rails_decisions_round_trip_and_old_parts_read_them_as_null(tmp_path: Pa
     assert frame.iloc[0]["rails"] is None  # the old part
     assert json.loads(frame.iloc[1]["rails"]) == blocked
     assert frame.iloc[2]["rails"] == "[]"
+
+
+def test_replica_timings_round_trip_and_old_parts_read_them_as_null(tmp_path: Path) -> None:
+    # A part written before the timing columns (and rails) existed.
+    old_names = [n for n in REQUESTS.schema.names if n not in (*TIMINGS, "rails")]
+    old = pa.schema([REQUESTS.schema.field(n) for n in old_names])
+    row = {k: v for k, v in REQUESTS.validate(record(0)).items() if k in old_names}
+    Parts(tmp_path).write(
+        Parts(tmp_path).path("2026-01-02", "20260102T000000000000Z-old"),
+        pa.Table.from_pylist([row], schema=old),
+    )
+    timed = {"queue_ms": 1.5, "ttft_ms": 42.25, "decode_tokens_per_s": 17}
+    with RequestLog(tmp_path) as log:
+        log.append(record(1, **timed))
+        log.append(record(2, status=503, queue_ms=3000.0))  # refused in the queue: no tokens
+    frame = read_requests(tmp_path)
+    assert list(frame["request_id"]) == ["req-0", "req-1", "req-2"]
+    assert frame.iloc[0][list(TIMINGS)].isna().all()  # the old part
+    assert frame.iloc[1][list(TIMINGS)].to_dict() == {**timed, "decode_tokens_per_s": 17.0}
+    assert frame.iloc[2]["queue_ms"] == 3000.0 and frame.iloc[2][["ttft_ms"]].isna().all()
+    assert all(str(frame[c].dtype) == "float64" for c in TIMINGS)
 
 
 def test_read_requests_since(tmp_path: Path) -> None:
@@ -277,6 +298,9 @@ def test_concurrent_appends_lose_nothing(tmp_path: Path) -> None:
         ({"completion_tokens": 2**31}, "completion_tokens must be an int"),
         ({"latency_ms": float("nan")}, "latency_ms must be finite"),
         ({"latency_ms": "12"}, "latency_ms must be a number"),
+        ({"queue_ms": -1.0}, "queue_ms must be finite and >= 0"),
+        ({"ttft_ms": float("inf")}, "ttft_ms must be finite"),
+        ({"decode_tokens_per_s": "9"}, "decode_tokens_per_s must be a number"),
         ({"at": datetime(2026, 1, 1)}, "timezone-aware"),
         ({"at": "2026-01-01T00:00:00Z"}, "timezone-aware datetime"),
         ({"version": 3}, "version must be a string"),

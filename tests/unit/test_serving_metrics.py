@@ -127,3 +127,17 @@ def test_rail_decisions_per_version_rail_and_action() -> None:
     for rail, action in RAIL_ACTIONS:
         assert value(found, name, version="challenger", rail=rail, action=action) == 0
     assert value(found, name, version="champion", rail="output", action="redact") == 0
+
+
+def test_queue_wait_and_time_to_first_token_per_version() -> None:
+    metrics = ServingMetrics()
+    metrics.observe_engine("champion", queue_ms=3.0, ttft_ms=40.0)
+    metrics.observe_engine("champion", queue_ms=None, ttft_ms=None)  # refused: nothing measured
+    found = samples(metrics)
+    assert value(found, "llmops_queue_seconds_count", version="champion") == 1
+    assert value(found, "llmops_queue_seconds_bucket", version="champion", le="0.005") == 1
+    assert value(found, "llmops_time_to_first_token_seconds_sum", version="champion") == 0.04
+    assert (
+        value(found, "llmops_time_to_first_token_seconds_bucket", version="champion", le="0.025")
+        == 0
+    )
