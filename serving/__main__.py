@@ -57,16 +57,7 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
         low, high, target = args.autoscale
         autoscaling = Autoscaling(low, high, target or float(args.max_batch_size))
     try:
-        return ModelOptions(
-            engine=args.engine,
-            max_batch_size=args.max_batch_size,
-            batch_wait_timeout_s=args.batch_wait_ms / 1000,
-            max_queue=args.max_queue,
-            model_cpus=args.model_cpus,
-            model_gpus=args.model_gpus,
-            model_replicas=args.model_replicas,
-            autoscaling=autoscaling,
-        )
+        return ModelOptions.from_args(args, autoscaling)
     except ValueError as exc:
         raise SystemExit(f"serving: {exc}") from None
 

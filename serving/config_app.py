@@ -126,16 +126,7 @@ def build(args: ServingArgs) -> Application:
 
 def model_options(args: ServingArgs) -> ModelOptions:
     scaling = args.autoscaling
-    return ModelOptions(
-        engine=args.engine,
-        max_batch_size=args.max_batch_size,
-        batch_wait_timeout_s=args.batch_wait_ms / 1000,
-        max_queue=args.max_queue,
-        model_cpus=args.model_cpus,
-        model_gpus=args.model_gpus,
-        model_replicas=args.model_replicas,
-        autoscaling=Autoscaling(**scaling.model_dump()) if scaling else None,
-    )
+    return ModelOptions.from_args(args, Autoscaling(**scaling.model_dump()) if scaling else None)
 
 
 def follow_period(args: ServingArgs, settings: Settings) -> float:

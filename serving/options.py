@@ -64,6 +64,20 @@ class ModelOptions:
         if self.model_cpus <= 0 or not 0 <= self.model_gpus <= 1:
             raise ValueError("model_cpus must be > 0 and model_gpus in [0, 1] (one device)")
 
+    @classmethod
+    def from_args(cls, args: Any, autoscaling: Autoscaling | None = None) -> ModelOptions:
+        """From `python -m serving`'s flags or a RayService's args, which share these names."""
+        return cls(
+            engine=args.engine,
+            max_batch_size=args.max_batch_size,
+            batch_wait_timeout_s=args.batch_wait_ms / 1000,
+            max_queue=args.max_queue,
+            model_cpus=args.model_cpus,
+            model_gpus=args.model_gpus,
+            model_replicas=args.model_replicas,
+            autoscaling=autoscaling,
+        )
+
     @property
     def max_ongoing_requests(self) -> int:
         """What Serve lets into one replica: the batch, the queue, and room for requests in
