@@ -21,12 +21,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, NoOpTracer, Span, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -173,22 +172,6 @@ def context_of(found: Mapping[str, str] | None) -> Context | None:
     return _PROPAGATOR.extract(found)
 
 
-@contextmanager
-def attached(found: Mapping[str, str] | None) -> Iterator[None]:
-    """Make a carrier's context current for a block, so spans started inside (without a
-    `parent`) join the caller's trace. Not across the yields of a generator: the context would
-    be detached in another one; pass `parent=context_of(...)` there."""
-    parent = context_of(found)
-    if parent is None:
-        yield
-        return
-    token = otel_context.attach(parent)
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
-
-
 def _epoch_ns(monotonic_s: float, now_ns: int, now_mono: float) -> int:
     return now_ns - int((now_mono - monotonic_s) * 1e9)
 
@@ -253,41 +236,3 @@ def record_decode(
     events = [("tokens", at, {"tokens": n}) for at, n in marks]
     attributes = decode_attributes(first_token, end, tokens, first_token_ms, steps)
     record_span("decode", first_token, end, attributes, parent, events)
-
-
-@dataclass
-class DecodeTrace:
-    """A request's decode, counted as it goes: call `emitted()` each time it gets ids (the
-    prefill's first, then one per step); a mark is kept every `every` steps (0: none). Cheap
-    enough for the decoding loop: a clock read and two additions per call."""
-
-    since: float = field(default_factory=time.monotonic)  # arrival: first_token_ms from here
-    every: int = 32
-    first_token: float | None = None
-    last: float | None = None
-    tokens: int = 0
-    steps: int = 0  # calls after the first: decoding steps
-    marks: list[tuple[float, int]] = field(default_factory=list)
-
-    def emitted(self, ids: int = 1, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if self.first_token is None:
-            self.first_token = now
-        else:
-            self.steps += 1
-            if self.every and self.steps % self.every == 0:
-                self.marks.append((now, self.tokens + ids))
-        self.tokens += ids
-        self.last = now
-
-    @property
-    def first_token_ms(self) -> float | None:
-        return None if self.first_token is None else (self.first_token - self.since) * 1000
-
-    def record(self, parent: Context | None = None, end: float | None = None) -> None:
-        """The "decode" span (nothing when no id came)."""
-        if self.first_token is None:
-            return
-        finish = end if end is not None else self.last or self.first_token
-        first, ms = self.first_token, self.first_token_ms
-        record_decode(first, finish, self.tokens, ms, parent, self.marks, self.steps)

@@ -13,12 +13,11 @@ from opentelemetry.trace import INVALID_SPAN, NoOpTracer
 
 from serving import tracing
 from serving.tracing import (
-    DecodeTrace,
     annotate,
-    attached,
     carrier,
     context_of,
     otlp_endpoint,
+    record_decode,
     record_span,
     span,
     tracer,
@@ -54,14 +53,13 @@ def receiver() -> Iterator[OtlpReceiver]:
 def replica(found: dict[str, str]) -> None:
     """What a model replica does with the carrier its request brought."""
     parent = context_of(found)
-    with attached(found), span("retrieve", {"top_k": 4}):
+    with span("retrieve", {"top_k": 4}, parent=parent):
         pass
     arrived = time.monotonic()
-    decode = DecodeTrace(since=arrived, every=2)
     record_span("queue", arrived, arrived + 0.005, {"waiting": 1}, parent)
-    for i in range(5):  # the prefill's id, then four steps
-        decode.emitted(now=arrived + 0.010 + i * 0.002)
-    decode.record(parent, end=arrived + 0.020)
+    # The prefill's id at 10 ms, then four steps 2 ms apart; a mark every second step.
+    first, marks = arrived + 0.010, [(arrived + 0.014, 3), (arrived + 0.018, 5)]
+    record_decode(first, arrived + 0.020, 5, 10.0, parent, marks, steps=4)
 
 
 def test_spans_carried_to_the_replica_arrive_with_their_parents(
@@ -126,7 +124,7 @@ def test_without_an_endpoint_nothing_is_exported_and_spans_cost_nothing(
     assert context_of({"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}) is None
     now = time.monotonic()
     record_span("queue", now, now)
-    DecodeTrace().record()
+    record_decode(now, now, 1, None)
     assert tracing.flush()
 
     started = time.perf_counter()
