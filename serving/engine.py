@@ -1,7 +1,8 @@
 """The model server's engine: continuous batching (`tasks.shared.batching`) in a thread of its
 own, with a bounded queue in front and a deadline on every request.
 
-    submit ─► waiting (≤ max_queue, else QueueFull) ─► admitted between two decoding steps
+    submit ─► waiting (≤ max_queue beyond the batch's free rows, else QueueFull) ─► admitted
+              between two decoding steps
               (≤ max_batch_size rows, ≤ max_prefill_tokens of prompt per step) ─► one id per
               row per step, to each request's own asyncio queue ─► End
 
@@ -112,8 +113,10 @@ class Engine:
         job = Job(next(self.keys), list(prompt), max_new, temperature)
         ticket = Ticket(job, time.monotonic() + deadline_s, asyncio.get_running_loop())
         with self.wake:
-            if len(self.waiting) >= self.max_queue:
-                raise QueueFull(len(self.waiting), self.retry_after_s())
+            # Rows free in the batch take newcomers at the next step: they are not queued.
+            free = max(0, self.max_batch_size - len(self.running))
+            if len(self.waiting) >= self.max_queue + free:
+                raise QueueFull(len(self.waiting) - free, self.retry_after_s())
             self.waiting.append(ticket)
             self.wake.notify()
         return ticket
@@ -149,13 +152,13 @@ class Engine:
                 if self.closed:
                     return
                 newcomers = self._take()
+                now = time.monotonic()
+                for ticket in newcomers:  # under the lock: submit counts the free rows
+                    ticket.admitted = now
+                    self.running[ticket.job.key] = ticket
             try:
                 self._expire()
                 if newcomers:
-                    now = time.monotonic()
-                    for ticket in newcomers:
-                        ticket.admitted = now
-                        self.running[ticket.job.key] = ticket
                     progress = self.batch.admit([t.job for t in newcomers])
                     now = time.monotonic()
                     for ticket in newcomers:

@@ -178,6 +178,26 @@ def test_a_full_queue_refuses_and_the_engine_keeps_answering(model) -> None:
         engine.close()
 
 
+def test_a_burst_the_batch_and_the_queue_can_hold_is_taken_whole(model) -> None:
+    """Rows free in the batch are not queue: a burst of batch + queue requests is accepted."""
+    engine = Engine(model, ENDLESS, max_batch_size=4, max_queue=2)
+
+    async def burst() -> tuple[list[Any], QueueFull]:
+        tickets = [engine.submit([5, 6], 3000, 0.0, 0.5) for _ in range(4 + 2)]
+        with pytest.raises(QueueFull) as full:
+            engine.submit([7], 3, 0.0, 60.0)
+        for ticket in tickets:
+            async for _ in engine.tokens(ticket):
+                pass
+        return tickets, full.value
+
+    try:
+        tickets, full = run(burst())
+        assert full.waiting == 2 and [t.end.reason for t in tickets] == ["deadline"] * 6
+    finally:
+        engine.close()
+
+
 def test_a_deadline_ends_a_long_generation_and_a_queued_request(model) -> None:
     engine = Engine(model, ENDLESS, max_batch_size=1, max_queue=4)
 
