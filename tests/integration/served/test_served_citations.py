@@ -6,14 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.clients.feature_store import ChunkIndex
-from tasks.embed.index import embed_snapshot
-from tasks.embed.params import EmbedParams
-from tasks.ingest.documents import ingest_folder
-from tasks.ingest.params import IngestParams
-
 from document_files import notice_pdf, unique_sentence
-from worlds import MODEL, Service, post
+from worlds import MODEL, Service, post, sync_rag_docs
 
 pytestmark = pytest.mark.integration
 PAGE = 4
@@ -21,21 +15,13 @@ PAGE = 4
 
 @pytest.fixture
 def handbook(service: Service, embedder) -> Iterator[Path]:
-    root = service.settings.home / "rag-docs"  # what `worlds.fill_index` ingested
-
-    def sync() -> None:
-        snapshot = ingest_folder(root, IngestParams(source_dir=str(root)), service.settings)
-        embed = EmbedParams(snapshot_id=snapshot.snapshot_id, chunk_tokens=64, overlap_tokens=0)
-        with ChunkIndex(service.settings, wait_s=15) as index:  # the retriever lets go of it
-            embed_snapshot(embed, service.settings, index, embedder)
-
-    document = notice_pdf(root / "handbook.pdf", pages=5)
-    sync()
+    document = notice_pdf(service.settings.home / "rag-docs" / "handbook.pdf", pages=5)
+    sync_rag_docs(service.settings, embedder)
     try:
         yield document
     finally:
         document.unlink()
-        sync()
+        sync_rag_docs(service.settings, embedder)
 
 
 def test_an_answer_from_page_n_of_a_pdf_cites_page_n(service: Service, handbook: Path) -> None:
