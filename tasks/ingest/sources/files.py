@@ -54,7 +54,7 @@ class FileSource:
 
     def list(self) -> Iterator[Item]:
         if not self.fs.isdir(self.path):
-            raise FileNotFoundError(f"source {self.root} does not exist or is not a folder")
+            raise FileNotFoundError(f"source folder {self.root} does not exist or is not a folder")
         base = self.path.rstrip("/") + "/"
         found = self.fs.find(self.path, detail=True)
         for name in sorted(found):
@@ -65,8 +65,8 @@ class FileSource:
             yield Item(key, version_of(info), info.get("size"))
 
     def read(self, items: Iterable[Item]) -> Iterator[RawRecord]:
-        """Files a few at a time (an object store answers each request slowly, not many
-        slowly); records in listing order."""
+        """Files a few at a time (an object store's latency is per request: requests in flight
+        together hide it); records in listing order."""
         for records in ordered_map(self._records, items, self.concurrency):
             yield from records
 
