@@ -37,7 +37,7 @@ from tasks.core.rails import IngestRails, screen_document
 from tasks.core.text import normalize_text
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams, IngestReport
-from tasks.ingest.sources import iter_records
+from tasks.ingest.sources.files import iter_records
 from tasks.shared.settings import Settings
 
 GOAL = 0.8

@@ -154,7 +154,7 @@ def demo_documents(quick: bool) -> list[tuple[str, str, str]]:
     """(source, title, normalised text) of every document of the demo corpus."""
     from tasks.ingest.demo_corpus import write_python_docs
     from tasks.ingest.params import IngestParams
-    from tasks.ingest.sources import iter_records
+    from tasks.ingest.sources.files import iter_records
 
     limit = IngestParams().max_file_bytes
     with tempfile.TemporaryDirectory(prefix="llmops-rails-") as tmp:

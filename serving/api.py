@@ -203,6 +203,9 @@ class Source(BaseModel):
     source: str
     score: float
     text: str
+    citation: str = ""  # "handbook.pdf, page 12"; the source itself when it has no location
+    page: int | None = None
+    section: str | None = None
 
 
 class Usage(BaseModel):

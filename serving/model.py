@@ -30,6 +30,7 @@ from serving.prompts import prepare
 from serving.rails import OutputGuard, check_output, check_request, refusal, screen_hits
 from serving.retriever import NOTHING_INDEXED
 from serving.tracing import context_of, span, tracer
+from tasks.core.citations import locate
 from tasks.core.rails import ServingRails
 from tasks.shared.generation import (
     Limits,
@@ -273,6 +274,14 @@ class ModelServer:
 def _sources(prompt: Prompt) -> list[Source]:
     # The text as `build_prompt` puts it in: what the answer's groundedness is judged against.
     return [
-        Source(doc_id=c.doc_id, source=c.source, score=c.score, text=c.text.strip())
+        Source(
+            doc_id=c.doc_id,
+            source=c.source,
+            score=c.score,
+            text=c.text.strip(),
+            citation=(where := locate(c.source)).citation,
+            page=where.page,
+            section=where.section,
+        )
         for c in prompt.chunks
     ]

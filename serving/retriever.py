@@ -51,8 +51,8 @@ class Retriever:
                     self._index = ChunkIndex(self.settings, wait_s=self.wait_s)
                 hits = search(query, top_k, settings=self.settings, index=self._index)
                 return [h.model_dump() for h in hits]
-            except LookupError:
-                return NOTHING_INDEXED
+            except LookupError as e:  # nothing indexed yet, or an index left empty: why
+                return str(e)
             except IndexBusy:
                 return INDEX_BUSY
             finally:

@@ -218,6 +218,17 @@ def fill_index(world: World, embedder) -> None:
         assert embed_snapshot(params, world.settings, index, embedder).collection_rows > 8
 
 
+def sync_rag_docs(settings: Settings, embedder) -> Path:
+    """Ingest the served world's corpus folder again and sync the live index with it, as the
+    nightly would (only what changed is read and embedded); the folder."""
+    root = settings.home / "rag-docs"  # what `fill_index` ingested
+    snapshot = ingest_folder(root, IngestParams(source_dir=str(root)), settings).snapshot_id
+    embed = EmbedParams(snapshot_id=snapshot, chunk_tokens=64, overlap_tokens=0)
+    with ChunkIndex(settings, wait_s=15) as index:  # the retriever lets go of it
+        embed_snapshot(embed, settings, index, embedder)
+    return root
+
+
 @contextmanager
 def serving_app(world: World, embedder, otlp: str | None = None) -> Iterator[Service]:
     """Versions 1 (plain) and 2 (int8) registered, the index filled, the app deployed behind

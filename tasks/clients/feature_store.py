@@ -246,6 +246,8 @@ class ChunkIndex:
         except MilvusException:  # a connection that went stale while idle: once more, afresh
             self._reconnect()
             response = retrieve()
+        if not response.get("chunk_id"):  # an empty collection: Feast leaves the columns out
+            return []
         # Feast 0.67 returns the entity column in rank order but the feature rows re-ordered
         # by entity value; ranking the features by score realigns them with the ids.
         rows = [

@@ -9,6 +9,12 @@ from tasks.clients.embedder import EMBEDDING_MODEL, load_embedder
 from tasks.clients.feature_store import ChunkIndex
 from tasks.shared.settings import Settings, get_settings
 
+NOTHING_INDEXED = "nothing is indexed yet: run the nightly pipeline (`make nightly`)"
+EMPTY_INDEX = (
+    "the index holds no chunks: the last ingest accepted no document (its report and the "
+    "lake's quarantine say why each was refused)"
+)
+
 
 class Hit(BaseModel):
     rank: int
@@ -39,7 +45,7 @@ def search(
     try:
         rows = index.search(vector, top_k)
     except FeatureViewNotFoundException:
-        raise LookupError(
-            "nothing is indexed yet: run the nightly pipeline (`make nightly`)"
-        ) from None
+        raise LookupError(NOTHING_INDEXED) from None
+    if not rows and index.count() == 0:
+        raise LookupError(EMPTY_INDEX)
     return [Hit(rank=i, **row) for i, row in enumerate(rows, start=1)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tasks.core.citations import cite
+
 INSTRUCTION = (
     "Answer the question using only the numbered context passages. "
     "Cite the passages you use by their number, like [1]. "
@@ -88,17 +90,20 @@ def build_prompt(question: str, chunks: Sequence[Chunk], instruction: str = INST
         {INSTRUCTION}
 
         Context:
-        [1] ({source}) {text}
+        [1] ({citation}) {text}
 
-        [2] ({source}) {text}
+        [2] ({citation}) {text}
 
         Question: {question}
         Answer:
 
-    Passages are numbered from 1 in the given order, so an answer's "[2]" names the second
-    passage; with no passages the context reads "(no passages)".
+    A passage's citation is its source, with the page or section of a PDF or Word file
+    (`tasks.core.citations`). Passages are numbered from 1 in the given order, so an answer's
+    "[2]" names the second passage; with no passages the context reads "(no passages)".
     """
-    passages = "\n\n".join(f"[{i}] ({c.source}) {c.text.strip()}" for i, c in enumerate(chunks, 1))
+    passages = "\n\n".join(
+        f"[{i}] ({cite(c.source)}) {c.text.strip()}" for i, c in enumerate(chunks, 1)
+    )
     return (
         f"{instruction.strip()}\n\n"
         f"Context:\n{passages or NO_CONTEXT}\n\n"

@@ -14,10 +14,14 @@ from tqdm import tqdm
 
 from tasks.core.documents import Batch, prepare_batch, quarantine_row, reason_kind
 from tasks.core.iterables import batched
+from tasks.ingest import incremental
+from tasks.ingest.incremental import reading_policy
 from tasks.ingest.params import SHOWN_QUARANTINE, IngestParams, IngestReport, QuarantinedRow
 from tasks.ingest.quality import DocumentValidator
-from tasks.ingest.sources import iter_records
+from tasks.ingest.sources import Source
+from tasks.ingest.sources.files import file_source
 from tasks.shared import lake
+from tasks.shared.caching import rails_rules_digest
 from tasks.shared.settings import Settings
 
 
@@ -47,11 +51,20 @@ def findings_by_kind(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, in
     return nested
 
 
-def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> IngestReport:
-    """Stream `root` through normalisation, the secrets and personal data rails (`params.rails`)
-    and validation, a batch at a time."""
+def ingest_folder(root: Path | str, params: IngestParams, settings: Settings) -> IngestReport:
+    """Ingest the files under a folder or an object-store URL (`s3://bucket/prefix`)."""
+    return ingest(file_source(str(root), params, settings), params, settings)
+
+
+def ingest(source: Source, params: IngestParams, settings: Settings) -> IngestReport:
+    """Stream what `source` holds (the items changed since the last run over its root) through
+    normalisation, the secrets and personal data rails (`params.rails`) and validation, a
+    batch at a time; the snapshot holds the unchanged items' documents too."""
     started, run_id = time.perf_counter(), uuid.uuid4().hex[:12]
-    source_root = str(root.resolve())
+    source_root = source.root
+    policy = reading_policy(params, rails_rules_digest())
+    listed = list(source.list())
+    todo = incremental.plan(listed, lake.read_listing(settings.listings_dir, source_root), policy)
     validator = DocumentValidator(params.min_chars, params.max_chars)
     known_docs = lake.document_ids(settings.documents_dir)
     known_quarantine = lake.quarantine_ids(settings.quarantine_dir)
@@ -63,7 +76,7 @@ def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> Inges
     # Kept here, not read back from the lake: a re-run's rows are already there (under the
     # first run's id) and are not written again, so a lookup by this run's id finds none.
     shown: list[QuarantinedRow] = []
-    records = iter_records(root, max_file_bytes=params.max_file_bytes, text_field=params.text_field)
+    records = source.read(todo.to_read)
     for chunk in batched(tqdm(records, desc="ingest", unit="doc"), params.batch_size):
         at = datetime.now(UTC)
         batch = prepare_batch(chunk, seen, run_id, at, params.rails)
@@ -92,14 +105,21 @@ def ingest_folder(root: Path, params: IngestParams, settings: Settings) -> Inges
         new += lake.append_documents(settings.documents_dir, fresh)
         known_docs.update(fresh["doc_id"])
         members.append(good[["doc_id", "source", "source_root"]])
+    fresh_members = (
+        pd.concat(members) if members else pd.DataFrame(columns=lake.SNAPSHOT_SCHEMA.names)
+    )
+    kept = todo.carried.dropna(subset=["doc_id"]).assign(source_root=source_root)
     # Written even when empty: a folder with no valid document left is a real state to sync.
-    snapshot = pd.concat(members) if members else pd.DataFrame(columns=lake.SNAPSHOT_SCHEMA.names)
+    snapshot = pd.concat([fresh_members, kept[lake.SNAPSHOT_SCHEMA.names]], ignore_index=True)
     snapshot_id = lake.write_snapshot(settings.snapshots_dir, snapshot)
+    listing = incremental.listing(todo, todo.to_read, fresh_members, policy)
+    lake.write_listing(settings.listings_dir, source_root, listing)
     return IngestReport(
         run_id=run_id,
         source_root=source_root,
         snapshot_id=snapshot_id,
         read=read,
+        unchanged=todo.unchanged,
         accepted=accepted,
         quarantined=quarantined,
         new_documents=new,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from tasks.core.rails import SECRET_KINDS, IngestRails
 
@@ -11,7 +11,22 @@ class IngestParams(BaseModel):
     """What to ingest and the rules a document must pass."""
 
     source_dir: str | None = Field(
-        None, description="Folder of .txt/.md/.html/.jsonl/.parquet files; empty = demo corpus."
+        None,
+        description="Folder or object-store URL (s3://bucket/prefix, gs://…; credentials from "
+        "the platform's settings) of .pdf/.docx/.txt/.md/.html/.jsonl/.parquet files; empty "
+        "(and no URLs) = the demo corpus.",
+    )
+    urls: list[str] | None = Field(
+        None, description="Web pages to ingest (each page's URL is its source)."
+    )
+    sitemap: str | None = Field(
+        None, description="A sitemap (or sitemap index) URL whose pages to ingest."
+    )
+    read_concurrency: int = Field(
+        8, ge=1, le=64, description="Files or pages read at a time (object stores, web sites)."
+    )
+    fetch_timeout_s: float = Field(
+        20.0, gt=0, description="Web pages: seconds before a request is given up (retried)."
     )
     demo_topics: list[str] | None = Field(
         None, description="Demo corpus: pydoc topics to include (empty = all of them)."
@@ -22,7 +37,9 @@ class IngestParams(BaseModel):
     text_field: str = Field("text", description="Field holding the text in .jsonl/.parquet.")
     min_chars: int = Field(20, ge=1, description="Shortest accepted document, in characters.")
     max_chars: int = Field(2_000_000, ge=1, description="Longest accepted document.")
-    max_file_bytes: int = Field(20_000_000, ge=1, description="Larger single files are refused.")
+    max_file_bytes: int = Field(
+        100_000_000, ge=1, description="Larger files (or pages) are quarantined unread."
+    )
     batch_size: int = Field(500, ge=1, description="Documents validated and written at a time.")
     rails: IngestRails = Field(
         default_factory=IngestRails,
@@ -33,6 +50,18 @@ class IngestParams(BaseModel):
         "the span with a typed placeholder such as [REDACTED:EMAIL], or allow it. `kinds` "
         'overrides one kind, e.g. {"private_key": "redact", "ip_address": "allow"}.',
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IngestParams:
+        if self.source_dir and (self.urls or self.sitemap):
+            raise ValueError(
+                "give a folder/URL (source_dir) or web pages (urls, sitemap), not both"
+            )
+        return self
+
+    @property
+    def is_web(self) -> bool:
+        return bool(self.urls or self.sitemap)
 
 
 SHOWN_QUARANTINE = 50  # rows a report lists; the lake's quarantine holds them all
@@ -58,6 +87,11 @@ class IngestReport(BaseModel):
     accepted: int
     quarantined: int
     new_documents: int
+    unchanged: int = Field(
+        0,
+        description="Items (files, objects, pages) unchanged since the last run over the same "
+        "source, not read again: their documents stay in the snapshot.",
+    )
     reasons: dict[str, int]
     seconds: float
     findings: dict[str, dict[str, int]] = Field(
@@ -88,6 +122,8 @@ class IngestReport(BaseModel):
             f"| {self.seconds} | {rate:.1f} |\n\n"
             f"read = accepted + quarantined: {'yes' if self.reconciles else '**no**'}\n"
         )
+        if self.unchanged:
+            text += f"\n{self.unchanged} unchanged since the last run, not read again.\n"
         text += self._findings_markdown()
         if not self.quarantined:
             return text + "\nNothing was quarantined.\n"

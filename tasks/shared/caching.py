@@ -107,14 +107,18 @@ def rails_rules_digest() -> str:
     return digest.hexdigest()
 
 
-def ingest_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
-    """Ingest reads files the parameters only point at: key on what the files hold, and on
-    the rails that screen them (the policy is among the parameters; the rules are code)."""
-    root = Path(inputs["root"])
+def ingest_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str | None:
+    """Ingest reads files the parameters only point at: key a local folder on what its files
+    hold, and on the rails that screen them (the policy is among the parameters; the rules are
+    code). An object store or the web is not cached here: ingest itself skips the items whose
+    version has not changed, after one listing."""
+    root = inputs["root"]
+    if root is None or "://" in str(root):
+        return None
     return _key(
         ctx,
-        source_fingerprint(root),
-        str(root.resolve()),
+        source_fingerprint(Path(root)),
+        str(Path(root).resolve()),
         _dump(inputs["params"]),
         rails_rules_digest(),
     )

@@ -116,6 +116,45 @@ def write_snapshot(folder: Path, members: pd.DataFrame) -> str:
     return snapshot_id
 
 
+LISTING_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("version", pa.string()),
+        ("policy", pa.string()),
+        ("doc_id", pa.string()),  # null: the item gave no accepted document
+        ("source", pa.string()),
+    ]
+)
+
+
+def _listing_path(folder: Path, source_root: str) -> Path:
+    return folder / f"{content_id(source_root)[:16]}.parquet"
+
+
+def read_listing(folder: Path, source_root: str) -> pd.DataFrame:
+    """What the last run over `source_root` listed: item versions and their documents."""
+    path = _listing_path(folder, source_root)
+    if not path.exists():
+        return LISTING_SCHEMA.empty_table().to_pandas()
+    return pq.read_table(path, schema=LISTING_SCHEMA).to_pandas()
+
+
+def write_listing(folder: Path, source_root: str, listing: pd.DataFrame) -> None:
+    """Replace the root's listing (whole, atomically): written after the run's snapshot, so a
+    run that fails midway reads everything again next time rather than skip what it lost."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = _listing_path(folder, source_root)
+    tmp = path.with_suffix(".tmp")
+    frame = listing.assign(source=listing["source"].map(_encodable))
+    pq.write_table(
+        pa.Table.from_pandas(
+            frame[LISTING_SCHEMA.names], schema=LISTING_SCHEMA, preserve_index=False
+        ),
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
 def latest_snapshot(folder: Path) -> str:
     marker = folder / "LATEST"
     if not marker.exists():

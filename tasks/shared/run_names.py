@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from prefect.runtime import flow_run
 
@@ -24,12 +25,19 @@ def _source(source_dir: str | None) -> str:
     return Path(source_dir).name if source_dir else "demo-corpus"
 
 
+def _web(sitemap: str | None, urls: list[str] | None) -> str | None:
+    """The site a web ingest reads: the sitemap's host, else the first URL's."""
+    where = sitemap or (urls[0] if urls else None)
+    return urlsplit(where).netloc or None if where else None
+
+
 def _run(run_id: str | None) -> str:
     return run_id[:8] if run_id else "latest"  # as MLflow names runs after their source
 
 
 def ingest_run_name() -> str:
-    return f"ingest-{_source(_param('source_dir'))}"
+    web = _web(_param("sitemap"), _param("urls"))
+    return f"ingest-{web or _source(_param('source_dir'))}"
 
 
 def embed_run_name() -> str:

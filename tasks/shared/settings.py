@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
         "(s3://bucket/prefix; endpoint and keys from AWS_*), which every router replica writes "
         "and the monitor and canary read; unset = under `home`. Each writer's write-ahead log "
         "stays in `home`/requests.",
+    )
+    source_storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options for ingest sources on an object store, as JSON (e.g. "
+        '{"endpoint_url": "http://minio:9000"} for s3://); unset = the store\'s standard '
+        "variables (AWS_*, GOOGLE_APPLICATION_CREDENTIALS). Never a flow parameter.",
     )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server; unset = a SQLite file under `home`."
@@ -157,6 +164,11 @@ class Settings(BaseSettings):
     @property
     def snapshots_dir(self) -> Path:
         return self.lake_dir / "snapshots"
+
+    @property
+    def listings_dir(self) -> Path:
+        """Per source root: each item's version and the documents it gave (incremental ingest)."""
+        return self.lake_dir / "listings"
 
     @property
     def evalsets_dir(self) -> Path:

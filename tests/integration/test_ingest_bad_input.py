@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -6,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tasks.core.rails import IngestRails
 from tasks.ingest.documents import ingest_folder
 from tasks.ingest.params import IngestParams
 from tasks.shared import lake
@@ -92,20 +94,26 @@ def test_reingesting_the_same_content_is_a_no_op(tmp_path: Path, settings: Setti
     params = IngestParams(source_dir=str(root), min_chars=10, max_file_bytes=10_000)
     first = ingest_folder(root, params, settings)
     second = ingest_folder(root, params, settings)
-
-    assert second.new_documents == 0
+    # Nothing changed: nothing is read again, and the snapshot is the same.
+    assert (second.read, second.unchanged, second.new_documents) == (0, 12, 0)
     assert second.snapshot_id == first.snapshot_id
-    assert (second.read, second.accepted, second.quarantined) == (17, 7, 10)
+
+    os.utime(root / "good.txt")  # a new modification time, the same bytes: read, not new
+    touched = ingest_folder(root, params, settings)
+    assert (touched.read, touched.unchanged, touched.new_documents) == (1, 11, 0)
+    assert touched.snapshot_id == first.snapshot_id
+
+    # Another policy reads everything again; the lake gets no copies of the same rows.
+    policy = IngestRails(kinds={"ip_address": "allow"})  # none here: the same outcome
+    again = ingest_folder(root, params.model_copy(update={"rails": policy}), settings)
+    assert (again.read, again.accepted, again.quarantined, again.unchanged) == (17, 7, 10, 0)
+    assert again.new_documents == 0 and again.snapshot_id == first.snapshot_id
     assert len(pd.read_parquet(settings.documents_dir)) == 7
     assert len(lake.read_quarantine(settings.quarantine_dir)) == 10  # no copies of old rows
     assert len(lake.read_quarantine(settings.quarantine_dir, first.run_id)) == 10
-    assert len(lake.read_quarantine(settings.quarantine_dir, second.run_id)) == 0
+    assert len(lake.read_quarantine(settings.quarantine_dir, again.run_id)) == 0
     # The lake has none of the re-run's rows under its id; its report still lists them all.
-    assert [q.source for q in second.quarantined_rows] == [q.source for q in first.quarantined_rows]
-    assert len(second.quarantined_rows) == 10
-    assert "| `good_copy.txt` | duplicate document: same content as good.txt |" in (
-        second.markdown()
-    )
+    assert [q.source for q in again.quarantined_rows] == [q.source for q in first.quarantined_rows]
 
 
 def test_a_missing_folder_is_a_clear_error(tmp_path: Path, settings: Settings) -> None:

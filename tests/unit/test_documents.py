@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tasks.core.documents import prepare_batch, quarantine_row, reason_kind
-from tasks.ingest.sources import RawRecord
+from tasks.ingest.records import RawRecord
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ from tasks.core.rails import IngestRails
 from tasks.core.text import content_id
 from tasks.ingest.documents import findings_by_kind
 from tasks.ingest.params import IngestParams, IngestReport
-from tasks.ingest.sources import RawRecord
+from tasks.ingest.records import RawRecord
 from tasks.ingest.tasks import ingest_source
 from tasks.shared.caching import ingest_key
 

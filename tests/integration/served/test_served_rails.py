@@ -14,16 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from serving.api import CompletionRequest
 from serving.model import ModelServer
 from serving.prompts import prepare
-from tasks.clients.feature_store import ChunkIndex
 from tasks.clients.request_log import read_requests
 from tasks.core.rails import REFUSAL
-from tasks.embed.index import embed_snapshot
-from tasks.embed.params import EmbedParams
-from tasks.ingest.documents import ingest_folder
-from tasks.ingest.params import IngestParams
 from tasks.shared.generation import Prompt, generate, to_chunk
 
-from worlds import MODEL, Service, post
+from worlds import MODEL, Service, post, sync_rag_docs
 
 pytestmark = pytest.mark.integration
 
@@ -100,23 +95,14 @@ def test_a_request_for_the_system_prompt_is_refused_logged_and_counted(service: 
 def poisoned(service: Service, embedder) -> Iterator[Path]:
     """The poisoned document in the world's corpus: ingested with the others and synced into
     the index (only it is embedded), as the nightly would; taken out again afterwards."""
-    root = service.settings.home / "rag-docs"  # what `worlds.fill_index` ingested
-    document = root / "poisoned.txt"
-
-    def sync() -> None:
-        params = IngestParams(source_dir=str(root))
-        snapshot = ingest_folder(root, params, service.settings).snapshot_id
-        embed = EmbedParams(snapshot_id=snapshot, chunk_tokens=64, overlap_tokens=0)
-        with ChunkIndex(service.settings, wait_s=15) as index:  # the retriever lets go of it
-            embed_snapshot(embed, service.settings, index, embedder)
-
+    document = service.settings.home / "rag-docs" / "poisoned.txt"
     document.write_text(f"{CLEAN} {POISON}\n")
-    sync()
+    sync_rag_docs(service.settings, embedder)
     try:
         yield document
     finally:
         document.unlink()
-        sync()
+        sync_rag_docs(service.settings, embedder)
 
 
 def test_a_poisoned_passage_is_neutralised_before_the_model_sees_it(
