@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         '{"endpoint_url": "http://minio:9000"} for s3://); unset = the store\'s standard '
         "variables (AWS_*, GOOGLE_APPLICATION_CREDENTIALS). Never a flow parameter.",
     )
+    source_storage_secret: str | None = Field(
+        None,
+        description="Or the name of a Prefect Secret block holding those fsspec options as a "
+        "JSON object (keys, endpoint); `source_storage_options` set here win over its keys.",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking server; unset = a SQLite file under `home`."
     )

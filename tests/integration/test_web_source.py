@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
 from tasks.ingest.records import Item, RawRecord
 from tasks.ingest.sources.web import SitemapError, WebSource
 
+from document_files import HANDBOOK_TITLE, corrupt_pdf, guide_docx, handbook_pdf, unique_sentence
 from web_site import Page, Site, local_site, redirect, robots, sitemap, sitemap_index
 
 pytestmark = pytest.mark.integration
@@ -224,3 +226,37 @@ def test_a_sitemap_that_cannot_be_read_is_a_configuration_error(page: Page, reas
         with pytest.raises(SitemapError, match=reason) as error:
             list(source.list())
     assert site.url("/sitemap.xml") in str(error.value)
+
+
+PDF, DOCX = (
+    "application/pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+)
+
+
+def test_pdf_and_word_files_on_a_site_are_read_per_page_and_section(tmp_path: Path) -> None:
+    made = {
+        "handbook": handbook_pdf(tmp_path / "handbook.pdf", pages=3).read_bytes(),
+        "guide": guide_docx(tmp_path / "guide.docx").read_bytes(),
+        "broken": corrupt_pdf(tmp_path / "broken.pdf").read_bytes(),
+    }
+    pages = {
+        "/files/handbook.pdf": Page(made["handbook"], content_type=PDF),
+        # a server that does not know the type: the URL's suffix decides
+        "/files/guide.docx": Page(made["guide"], content_type="application/octet-stream"),
+        "/files/broken.pdf": Page(made["broken"], content_type=PDF),
+        "/files/blob.bin": Page(made["guide"], content_type="application/octet-stream"),
+    }
+    with local_site(pages) as site:
+        source = crawl(urls=[site.url(p) for p in pages])
+        records = list(source.read(source.list()))
+    handbook = site.url("/files/handbook.pdf")
+    by_source = {r.source.removeprefix(site.base): r for r in records}
+    assert [r.source for r in records[:3]] == [f"{handbook}#page={n}" for n in (1, 2, 3)]
+    for n, record in enumerate(records[:3], 1):
+        assert record.title == HANDBOOK_TITLE and unique_sentence(n) in record.text
+    ports = by_source["/files/guide.docx#section=Ports%20%26%20firewalls"]
+    assert "Open the port in the firewall" in ports.text
+    assert by_source["/files/broken.pdf"].problem.startswith("unreadable PDF")
+    blob = by_source["/files/blob.bin"]
+    assert blob.problem == "unsupported content type: application/octet-stream"

@@ -66,7 +66,12 @@ def read_file(
         if len(data) > max_file_bytes:
             yield RawRecord(source, problem=f"too large: over the {max_file_bytes} byte limit")
         else:
-            yield from _WHOLE[kind](source, data, title)
+            yield from read_whole(source, kind, data)
+
+
+def read_whole(source: str, kind: str, data: bytes) -> Iterator[RawRecord]:
+    """The records of a whole file's bytes, read as a file with the suffix `kind` is."""
+    return _WHOLE[kind](source, data, stem(source))
 
 
 def _read_at_most(f: BinaryIO, limit: int, block: int = 1 << 20) -> bytes:

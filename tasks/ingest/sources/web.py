@@ -1,6 +1,8 @@
 """Web pages from a list of URLs and a sitemap, read politely: robots.txt honoured per host
 (its Disallow and its Crawl-delay), a user agent that says who we are, a few requests at a
-time. Every listed page yields one record: its main text, or why it could not be read.
+time. Every listed page yields a record at least: its main text, or why it could not be read.
+A PDF or Word file on the site is read as the same file in a folder is: a record per page or
+section, its URL with the fragment as source (`https://intranet/handbook.pdf#page=3`).
 
 A sitemap that cannot be fetched or parsed raises `SitemapError` from `list()`: it is the
 source's configuration, not a document, and listing nothing would hide the mistake.
@@ -10,11 +12,10 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
@@ -23,32 +24,23 @@ import httpx
 
 from tasks.core.iterables import ordered_map
 from tasks.core.text import html_to_text
+from tasks.ingest.formats import read_whole, suffix
 from tasks.ingest.records import Item, RawRecord
+from tasks.ingest.sources.fetch import Failed, decode, get
 
 DISALLOWED = "disallowed by robots.txt"
-PAGE_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/plain"})
-MAX_RETRY_AFTER_S = 5.0  # a longer Retry-After is capped: one page is not worth more
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: crawlers parse at least the first 500 KiB
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+DOCUMENT_TYPES = {
+    "application/pdf": ".pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+}
+# Servers that do not know a file's type send one of these: its URL's suffix decides.
+_UNTYPED = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 
 
 class SitemapError(RuntimeError):
     """A sitemap (the source's own or one its index lists) could not be fetched or parsed."""
-
-
-class _Failed(Exception):
-    """A fetch that did not succeed: `problem` is the record's reason."""
-
-    def __init__(self, problem: str, status: int | None = None) -> None:
-        super().__init__(problem)
-        self.problem, self.status = problem, status
-
-
-@dataclass(frozen=True)
-class _Body:
-    ctype: str  # the media type, lower case, without parameters
-    charset: str | None  # from the Content-Type header
-    data: bytes
 
 
 @dataclass
@@ -89,9 +81,10 @@ class WebSource:
                         yield item
 
     def read(self, items: Iterable[Item]) -> Iterator[RawRecord]:
-        """One record per item, in item order; one client (and connection pool) per call."""
+        """The records of each item, in item order; one client (and connection pool) a call."""
         with self._client() as client:
-            yield from ordered_map(_Crawl(self, client).record, items, self.concurrency)
+            for records in ordered_map(_Crawl(self, client).records, items, self.concurrency):
+                yield from records
 
     def _client(self) -> httpx.Client:
         return httpx.Client(
@@ -108,14 +101,14 @@ class WebSource:
             return
         visited.add(url)
         try:
-            data = self._get(client, url, None, self.max_bytes).data
+            data = get(client, url, retries=self.retries, limit=self.max_bytes).data
             if data[:2] == b"\x1f\x8b":  # .xml.gz served as is (not as Content-Encoding)
                 with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
                     data = f.read(self.max_bytes + 1)
                 if len(data) > self.max_bytes:
-                    raise _Failed(f"too large: over the {self.max_bytes} byte limit")
+                    raise Failed(f"too large: over the {self.max_bytes} byte limit")
             root = ET.fromstring(data)
-        except _Failed as e:
+        except Failed as e:
             raise SitemapError(f"sitemap {url}: {e.problem}") from None
         except (OSError, EOFError, ET.ParseError) as e:
             raise SitemapError(f"sitemap {url}: not a valid sitemap: {e}") from None
@@ -131,50 +124,6 @@ class WebSource:
                 yield from self._sitemap(client, loc, visited)
             else:
                 yield Item(loc, fields.get("lastmod") or None)
-
-    def _get(
-        self,
-        client: httpx.Client,
-        url: str,
-        types: frozenset[str] | None,
-        limit: int,
-        pace: Callable[[], None] | None = None,
-        truncate: bool = False,
-    ) -> _Body:
-        """GET `url`, again after a timeout, a dropped connection, a 5xx or a 429 (backing off
-        0.5 s, 1 s, …); raises `_Failed` with the reason when it gives up."""
-        attempts = self.retries + 1
-        for attempt in range(1, attempts + 1):
-            wait, last = 0.5 * 2 ** (attempt - 1), attempt == attempts
-            if pace:
-                pace()
-            try:
-                with client.stream("GET", url) as r:
-                    status = r.status_code
-                    if status == 429 or status >= 500:
-                        if last:
-                            raise _Failed(f"HTTP {status} after {attempts} attempts", status)
-                        wait = max(wait, _retry_after(r))
-                    elif not r.is_success:
-                        raise _Failed(f"HTTP {status}", status)
-                    else:
-                        return _body(r, types, limit, truncate)
-            except httpx.TimeoutException:
-                if last:
-                    raise _Failed(
-                        f"timed out after {self.timeout_s:g} s ({attempts} attempts)"
-                    ) from None
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
-                raise _Failed(f"invalid URL: {e}") from None
-            except httpx.TooManyRedirects:
-                raise _Failed("too many redirects") from None
-            except httpx.DecodingError as e:
-                raise _Failed(f"undecodable response: {e}") from None
-            except httpx.TransportError as e:
-                if last:
-                    raise _Failed(f"unreachable: {e or type(e).__name__}") from None
-            time.sleep(wait)
-        raise AssertionError("unreachable")
 
 
 @dataclass
@@ -204,24 +153,33 @@ class _Crawl:
         self.hosts: dict[str, _Host] = {}
         self.lock = threading.Lock()
 
-    def record(self, item: Item) -> RawRecord:
+    def records(self, item: Item) -> list[RawRecord]:
         url = item.key
         if not _is_http(url):
-            return RawRecord(url, problem=f"invalid URL: {url!r} is not an http(s) URL")
+            return [RawRecord(url, problem=f"invalid URL: {url!r} is not an http(s) URL")]
         host = self._host(url)
         if host.unreachable:
-            return RawRecord(url, problem=host.unreachable)
+            return [RawRecord(url, problem=host.unreachable)]
         if host.robots is None or not host.robots.can_fetch(self.source.user_agent, url):
-            return RawRecord(url, problem=DISALLOWED)
+            return [RawRecord(url, problem=DISALLOWED)]
         try:
-            body = self.source._get(self.client, url, PAGE_TYPES, self.source.max_bytes, host.pace)
-        except _Failed as e:
-            return RawRecord(url, problem=e.problem)
-        text = _decode(body)
-        if body.ctype == "text/plain":
-            return RawRecord(url, url, text)
-        title, main = html_to_text(text)
-        return RawRecord(url, title or url, main)
+            body = get(
+                self.client,
+                url,
+                retries=self.source.retries,
+                limit=self.source.max_bytes,
+                accept=lambda ctype: _kind(url, ctype) is not None,
+                pace=host.pace,
+            )
+        except Failed as e:
+            return [RawRecord(url, problem=e.problem)]
+        kind = _kind(url, body.ctype)
+        if kind == "text":
+            return [RawRecord(url, url, decode(body))]
+        if kind == "html":
+            title, main = html_to_text(decode(body))
+            return [RawRecord(url, title or url, main)]
+        return list(read_whole(url, str(kind), body.data))
 
     def _host(self, url: str) -> _Host:
         parts = urlsplit(url)
@@ -236,10 +194,11 @@ class _Crawl:
     def _robots(self, base: str, host: _Host) -> None:
         robots = RobotFileParser()
         try:
-            body = self.source._get(
-                self.client, f"{base}/robots.txt", None, ROBOTS_MAX_BYTES, truncate=True
+            url = f"{base}/robots.txt"
+            body = get(
+                self.client, url, retries=self.source.retries, limit=ROBOTS_MAX_BYTES, truncate=True
             )
-        except _Failed as e:
+        except Failed as e:
             if e.status is not None and 400 <= e.status < 500 and e.status != 429:
                 robots.parse([])  # RFC 9309 "unavailable": no rules, all allowed
             else:  # RFC 9309 "unreachable" (5xx, 429, timeout, no connection): all disallowed
@@ -252,49 +211,18 @@ class _Crawl:
         host.robots = robots
 
 
-def _body(r: httpx.Response, types: frozenset[str] | None, limit: int, truncate: bool) -> _Body:
-    """The body, refused before it is read when its type or its declared length is wrong,
-    and while it streams when it grows over `limit` (then cut there when `truncate`)."""
-    ctype = r.headers.get("content-type", "").split(";")[0].strip().lower()
-    if types is not None and ctype not in types:
-        raise _Failed(f"unsupported content type: {ctype or '(none)'}")
-    too_large = _Failed(f"too large: over the {limit} byte limit")
-    length = r.headers.get("content-length", "")
-    if not truncate and length.isdigit() and int(length) > limit:
-        raise too_large
-    data = bytearray()
-    for chunk in r.iter_bytes():
-        data += chunk
-        if len(data) > limit:
-            if not truncate:
-                raise too_large
-            del data[limit:]
-            break
-    return _Body(ctype, r.charset_encoding, bytes(data))
-
-
-def _decode(body: _Body) -> str:
-    """The header's charset, else a `<meta charset>` of an HTML page, else UTF-8 when the bytes
-    are UTF-8, else windows-1252 (what browsers assume for unlabelled Western pages)."""
-    meta = _META_CHARSET.search(body.data[:2048]) if body.ctype != "text/plain" else None
-    for charset in (body.charset, meta and meta.group(1).decode("ascii")):
-        if charset:
-            try:
-                return body.data.decode(charset, "replace")
-            except LookupError:  # a charset Python does not know: try the next way
-                pass
-    try:
-        return body.data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return body.data.decode("cp1252", "replace")
-
-
-def _retry_after(r: httpx.Response) -> float:
-    """A Retry-After in seconds, at most `MAX_RETRY_AFTER_S`; 0 when absent or an HTTP date."""
-    try:
-        return min(max(float(r.headers.get("retry-after", "")), 0.0), MAX_RETRY_AFTER_S)
-    except ValueError:
-        return 0.0
+def _kind(url: str, ctype: str) -> str | None:
+    """How a response is read: "html", "text", or as a file of that suffix (".pdf"); None
+    when it is none of these."""
+    if ctype in HTML_TYPES:
+        return "html"
+    if ctype == "text/plain":
+        return "text"
+    if ctype in DOCUMENT_TYPES:
+        return DOCUMENT_TYPES[ctype]
+    if ctype in _UNTYPED and suffix(url) in DOCUMENT_TYPES.values():
+        return suffix(url)
+    return None
 
 
 def _local(tag: str) -> str:
