@@ -87,10 +87,7 @@ def many_pages_pdf(path: Path, pages: int, first: int = 1) -> Path:
     Page n's text is that of number `first + n - 1`: files with other `first`s differ."""
     canvas = Canvas(str(path), pagesize=A4, invariant=True)
     for n in range(1, pages + 1):
-        canvas.setFont("Helvetica", 9)
-        canvas.drawString(72, A4[1] - 40, HEADER)
-        canvas.drawString(72, 30, f"Page {n} of {pages}")
-        canvas.setFont("Helvetica", 11)
+        _running_lines(canvas, n, pages)
         canvas.drawString(72, A4[1] - 65, unique_sentence(first + n - 1))
         words = _filler(first + n - 1, 600).split()
         for line in range(45):
@@ -107,10 +104,7 @@ def notice_pdf(path: Path, pages: int) -> Path:
     M" footer: passages small enough for a tiny model's prompt."""
     canvas = Canvas(str(path), pagesize=A4, invariant=True)
     for n in range(1, pages + 1):
-        canvas.setFont("Helvetica", 9)
-        canvas.drawString(72, A4[1] - 40, HEADER)
-        canvas.drawString(72, 30, f"Page {n} of {pages}")
-        canvas.setFont("Helvetica", 11)
+        _running_lines(canvas, n, pages)
         # The topic makes each page's line its own (one shape on every page is a running line).
         canvas.drawString(72, A4[1] - 80, f"{_TOPICS[n - 1]}. {unique_sentence(n)}")
         canvas.showPage()
@@ -224,6 +218,14 @@ def fake_docx(path: Path) -> Path:
         z.writestr("notes.txt", "not a word document")
         z.writestr("data/values.csv", "a,b\n1,2\n")
     return path
+
+
+def _running_lines(canvas: Canvas, n: int, pages: int) -> None:
+    """The header and the "Page N of M" footer of page `n`; the body's font set after them."""
+    canvas.setFont("Helvetica", 9)
+    canvas.drawString(72, A4[1] - 40, HEADER)
+    canvas.drawString(72, 30, f"Page {n} of {pages}")
+    canvas.setFont("Helvetica", 11)
 
 
 def _filler(n: int, count: int) -> str:

@@ -230,6 +230,18 @@ def sync_rag_docs(settings: Settings, embedder) -> Path:
 
 
 @contextmanager
+def in_rag_docs(settings: Settings, embedder, document: Path) -> Iterator[Path]:
+    """`document`, written into the served world's corpus folder, synced into the live index
+    as the nightly would; taken out of both again afterwards."""
+    sync_rag_docs(settings, embedder)
+    try:
+        yield document
+    finally:
+        document.unlink()
+        sync_rag_docs(settings, embedder)
+
+
+@contextmanager
 def serving_app(world: World, embedder, otlp: str | None = None) -> Iterator[Service]:
     """Versions 1 (plain) and 2 (int8) registered, the index filled, the app deployed behind
     an API key on a free port with the request and feedback logs flushed every 0.5 s; Serve is

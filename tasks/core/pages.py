@@ -30,8 +30,8 @@ def strip_running_lines(pages: list[str]) -> list[str]:
     is among the first or last two non-empty lines of at least half the pages with text, and
     of at least three; it is removed wherever it stands there, never from the middle of a page.
     """
-    edges = [_edge_indexes(page.split("\n")) for page in pages]
     lines = [page.split("\n") for page in pages]
+    edges = [_edge_indexes(page_lines) for page_lines in lines]
     counts: Counter[str] = Counter()
     for page_lines, idx in zip(lines, edges, strict=True):
         counts.update({_shape(page_lines[i]) for i in idx})

@@ -112,7 +112,7 @@ def ingest(source: Source, params: IngestParams, settings: Settings) -> IngestRe
     # Written even when empty: a folder with no valid document left is a real state to sync.
     snapshot = pd.concat([fresh_members, kept[lake.SNAPSHOT_SCHEMA.names]], ignore_index=True)
     snapshot_id = lake.write_snapshot(settings.snapshots_dir, snapshot)
-    listing = incremental.listing(todo, todo.to_read, fresh_members, policy)
+    listing = incremental.listing(todo, fresh_members, policy)
     lake.write_listing(settings.listings_dir, source_root, listing)
     return IngestReport(
         run_id=run_id,

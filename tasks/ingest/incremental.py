@@ -55,17 +55,18 @@ def item_of(source: str, keys: set[str]) -> str:
     return source if source in keys else source.rsplit("#", 1)[0]
 
 
-def listing(plan: Plan, read: list[Item], accepted: pd.DataFrame, policy: str) -> pd.DataFrame:
-    """The listing after this run: carried rows, then each read item with its documents (or
-    one row without, so that its version is remembered)."""
-    keys = {i.key for i in read}
+def listing(plan: Plan, accepted: pd.DataFrame, policy: str) -> pd.DataFrame:
+    """The listing after this run: carried rows, then each item read (`plan.to_read`) with its
+    documents (or one row without, so that its version is remembered)."""
+    versions = {i.key: i.version for i in plan.to_read}
+    keys = set(versions)
     docs = accepted.assign(key=[item_of(s, keys) for s in accepted["source"]])
-    versions = {i.key: i.version for i in read}
     fresh = docs.assign(version=docs["key"].map(versions), policy=policy)
+    with_docs = set(docs["key"])
     empty = [
-        {"key": i.key, "version": i.version, "policy": policy, "doc_id": None, "source": None}
-        for i in read
-        if i.key not in set(docs["key"])
+        {"key": key, "version": version, "policy": policy, "doc_id": None, "source": None}
+        for key, version in versions.items()
+        if key not in with_docs
     ]
     frames = [plan.carried, fresh[LISTING_SCHEMA.names], pd.DataFrame(empty, dtype=object)]
     frames = [f for f in frames if not f.empty]

@@ -51,13 +51,18 @@ def _encodable(text: str | None) -> str | None:
     return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _write_part(folder: Path, frame: pd.DataFrame, schema: pa.Schema) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+def _write_table(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> None:
+    """`frame`'s `schema` columns as one parquet file, whole: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
-    path = folder / f"part-{uuid.uuid4().hex}.parquet"
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp)
-    os.replace(tmp, path)  # readers never see half a file
+    os.replace(tmp, path)
+
+
+def _write_part(folder: Path, frame: pd.DataFrame, schema: pa.Schema) -> Path:
+    path = folder / f"part-{uuid.uuid4().hex}.parquet"
+    _write_table(path, frame, schema)
     return path
 
 
@@ -104,14 +109,9 @@ def write_snapshot(folder: Path, members: pd.DataFrame) -> str:
     """Record which documents a run accepted; the id is a hash of the members."""
     members = members[SNAPSHOT_SCHEMA.names].sort_values(["source", "doc_id"], ignore_index=True)
     snapshot_id = content_id("\n".join(members["doc_id"] + "\t" + members["source"]))[:16]
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{snapshot_id}.parquet"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(
-            pa.Table.from_pandas(members, schema=SNAPSHOT_SCHEMA, preserve_index=False), tmp
-        )
-        os.replace(tmp, path)
+        _write_table(path, members, SNAPSHOT_SCHEMA)
     (folder / "LATEST").write_text(snapshot_id)
     return snapshot_id
 
@@ -142,17 +142,8 @@ def read_listing(folder: Path, source_root: str) -> pd.DataFrame:
 def write_listing(folder: Path, source_root: str, listing: pd.DataFrame) -> None:
     """Replace the root's listing (whole, atomically): written after the run's snapshot, so a
     run that fails midway reads everything again next time rather than skip what it lost."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = _listing_path(folder, source_root)
-    tmp = path.with_suffix(".tmp")
     frame = listing.assign(source=listing["source"].map(_encodable))
-    pq.write_table(
-        pa.Table.from_pandas(
-            frame[LISTING_SCHEMA.names], schema=LISTING_SCHEMA, preserve_index=False
-        ),
-        tmp,
-    )
-    os.replace(tmp, path)
+    _write_table(_listing_path(folder, source_root), frame, LISTING_SCHEMA)
 
 
 def latest_snapshot(folder: Path) -> str:
@@ -222,13 +213,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
 
 def write_manifest(path: Path, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    table = pa.Table.from_pandas(
-        frame[MANIFEST_SCHEMA.names], schema=MANIFEST_SCHEMA, preserve_index=False
-    )
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    _write_table(path, frame, MANIFEST_SCHEMA)
 
 
 def _snapshot_texts(

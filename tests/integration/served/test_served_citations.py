@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from document_files import notice_pdf, unique_sentence
-from worlds import MODEL, Service, post, sync_rag_docs
+from worlds import MODEL, Service, in_rag_docs, post
 
 pytestmark = pytest.mark.integration
 PAGE = 4
@@ -16,12 +16,8 @@ PAGE = 4
 @pytest.fixture
 def handbook(service: Service, embedder) -> Iterator[Path]:
     document = notice_pdf(service.settings.home / "rag-docs" / "handbook.pdf", pages=5)
-    sync_rag_docs(service.settings, embedder)
-    try:
+    with in_rag_docs(service.settings, embedder, document):
         yield document
-    finally:
-        document.unlink()
-        sync_rag_docs(service.settings, embedder)
 
 
 def test_an_answer_from_page_n_of_a_pdf_cites_page_n(service: Service, handbook: Path) -> None:

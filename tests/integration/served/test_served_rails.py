@@ -18,7 +18,7 @@ from tasks.clients.request_log import read_requests
 from tasks.core.rails import REFUSAL
 from tasks.shared.generation import Prompt, generate, to_chunk
 
-from worlds import MODEL, Service, post, sync_rag_docs
+from worlds import MODEL, Service, in_rag_docs, post
 
 pytestmark = pytest.mark.integration
 
@@ -97,12 +97,8 @@ def poisoned(service: Service, embedder) -> Iterator[Path]:
     the index (only it is embedded), as the nightly would; taken out again afterwards."""
     document = service.settings.home / "rag-docs" / "poisoned.txt"
     document.write_text(f"{CLEAN} {POISON}\n")
-    sync_rag_docs(service.settings, embedder)
-    try:
+    with in_rag_docs(service.settings, embedder, document):
         yield document
-    finally:
-        document.unlink()
-        sync_rag_docs(service.settings, embedder)
 
 
 def test_a_poisoned_passage_is_neutralised_before_the_model_sees_it(
